@@ -1,0 +1,126 @@
+package diag
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Traffic counts proxied requests by status and times them. Its zero value is
+// ready to use; it is safe for concurrent use and must not be copied. Its
+// methods allocate nothing, so the proxy can call them on every request.
+type Traffic struct {
+	byStatus  [600]atomic.Uint64
+	latency   Histogram
+	openConns atomic.Int64
+	retries   atomic.Uint64
+	aborted   atomic.Uint64
+}
+
+// Done counts one answered request with status code and its duration. A nil
+// Traffic counts nothing.
+func (t *Traffic) Done(status int, d time.Duration) {
+	if t == nil {
+		return
+	}
+	if status < 100 || status >= len(t.byStatus) {
+		status = 0
+	}
+	t.byStatus[status].Add(1)
+	t.latency.Observe(d)
+}
+
+// ConnOpened and ConnClosed track the number of open upstream connections.
+func (t *Traffic) ConnOpened() {
+	if t != nil {
+		t.openConns.Add(1)
+	}
+}
+
+// ConnClosed is the counterpart of ConnOpened.
+func (t *Traffic) ConnClosed() {
+	if t != nil {
+		t.openConns.Add(-1)
+	}
+}
+
+// Retried counts one keep-alive race retry: a reused idle connection the
+// upstream had closed, replaced by a fresh one.
+func (t *Traffic) Retried() {
+	if t != nil {
+		t.retries.Add(1)
+	}
+}
+
+// Aborted counts one response whose body failed after its status went
+// downstream, so the downstream connection was cut.
+func (t *Traffic) Aborted() {
+	if t != nil {
+		t.aborted.Add(1)
+	}
+}
+
+// StatusCount is the number of requests answered with one status code.
+type StatusCount struct {
+	Status int
+	Count  uint64
+}
+
+// Statuses returns the count of every status seen at least once, in
+// ascending order of status.
+func (t *Traffic) Statuses() []StatusCount {
+	var out []StatusCount
+	for s := range t.byStatus {
+		if n := t.byStatus[s].Load(); n > 0 {
+			out = append(out, StatusCount{Status: s, Count: n})
+		}
+	}
+	return out
+}
+
+// OpenConns returns the number of open upstream connections.
+func (t *Traffic) OpenConns() int64 { return t.openConns.Load() }
+
+// Retries returns the number of keep-alive race retries.
+func (t *Traffic) Retries() uint64 { return t.retries.Load() }
+
+// Aborts returns the number of responses cut after their status was sent.
+func (t *Traffic) Aborts() uint64 { return t.aborted.Load() }
+
+// Latency returns the request latency histogram.
+func (t *Traffic) Latency() *Histogram { return &t.latency }
+
+// HistogramBuckets are the upper bounds, in seconds, of a Histogram's
+// buckets; the last, implicit bucket is +Inf.
+var HistogramBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// Histogram counts durations into HistogramBuckets. Its zero value is ready to
+// use; it is safe for concurrent use and must not be copied. Observe
+// allocates nothing.
+type Histogram struct {
+	counts [len(HistogramBuckets) + 1]atomic.Uint64 // not cumulative
+	sumNs  atomic.Int64
+}
+
+// Observe counts one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	s := d.Seconds()
+	i := 0
+	for i < len(HistogramBuckets) && s > HistogramBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+// Snapshot returns the cumulative count for each bucket of HistogramBuckets
+// (the +Inf bucket is total), the total count and the sum in seconds.
+func (h *Histogram) Snapshot() (cumulative []uint64, total uint64, sumSeconds float64) {
+	cumulative = make([]uint64, len(HistogramBuckets))
+	var acc uint64
+	for i := range HistogramBuckets {
+		acc += h.counts[i].Load()
+		cumulative[i] = acc
+	}
+	total = acc + h.counts[len(HistogramBuckets)].Load()
+	return cumulative, total, time.Duration(h.sumNs.Load()).Seconds()
+}
