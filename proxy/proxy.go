@@ -1,0 +1,581 @@
+// Package proxy is upmedic's reverse proxy: it forwards each request to one
+// upstream and, when the upstream fails, answers with a diagnosed 502/503/504
+// that names the cause in X-Upstream-Diagnosis and Proxy-Status.
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/upmedic/upmedic/diag"
+	"github.com/valyala/fasthttp"
+)
+
+// Settings configures a Proxy. Network and Address are required; every other
+// zero field gets the default DESIGN.md gives.
+type Settings struct {
+	// Network and Address name the upstream: "tcp" and "127.0.0.1:8000", or
+	// "unix" and "/run/app.sock".
+	Network, Address string
+	// Display is the upstream as the operator configured it, for logs and
+	// (with ExposeDetails) the upstream parameter. Empty means Address.
+	Display string
+	// Host is sent as the Host header when a request has none (HTTP/1.0).
+	// Empty means Address for TCP and "localhost" for unix sockets.
+	Host string
+
+	ConnectTimeout         time.Duration // dial limit; zero means 2s
+	ResponseTimeout        time.Duration // until the response header; zero means 30s
+	ReadTimeout            time.Duration // longest silence in a body; zero means 30s
+	MaxResponseHeaderBytes int           // zero means 4096
+	// BufferBytes is the largest Content-Length received whole before the
+	// status goes downstream. Zero means 131072; negative means stream all.
+	BufferBytes int
+	MaxConns    int // upstream connection cap; zero means 512
+
+	// Hold, when positive, holds a request while the upstream refuses
+	// connections or its socket is missing (a restart), re-dialling about
+	// every 100ms, for at most this long from the request's start.
+	Hold time.Duration
+
+	// ExposeDetails adds the upstream address and the hint to client-visible
+	// headers and bodies.
+	ExposeDetails bool
+	// Name is the Proxy-Status member name, an sf-token. Empty means "upmedic".
+	Name string
+
+	// Health, when set, makes requests fail fast with upstream_unhealthy while
+	// it reports the upstream down (unless Hold is set). Nil means no active
+	// health checks.
+	Health HealthState
+	// Breaker, when set, guards upstream exchanges. Nil means none.
+	Breaker Breaker
+
+	Journal *diag.Journal // nil means diagnoses are only logged
+	Traffic *diag.Traffic // nil means no request counters
+	Logger  *slog.Logger  // nil means slog.Default()
+}
+
+// HealthState is what the proxy asks of an active health checker
+// (*health.Checker). Its methods must not allocate.
+type HealthState interface {
+	// Down reports whether the upstream is known to be down.
+	Down() bool
+	// LastCause is the cause of the last failed probe.
+	LastCause() diag.Cause
+	// NextProbe is when the next probe starts.
+	NextProbe() time.Time
+	// WaitUp returns a channel closed when the upstream next comes up.
+	WaitUp() <-chan struct{}
+}
+
+// Breaker is what the proxy asks of a circuit breaker (*health.Breaker).
+type Breaker interface {
+	// Do runs fn unless the breaker is open and counts the cause it returns;
+	// ran is false when it refused.
+	Do(fn func() diag.Cause) (cause diag.Cause, ran bool)
+	// Open reports the cause that opened the breaker and the time until its
+	// next trial request.
+	Open() (trippedBy diag.Cause, retryIn time.Duration, open bool)
+}
+
+// Proxy forwards requests to one upstream. It is safe for concurrent use.
+type Proxy struct {
+	pool            *pool
+	display, host   string
+	responseTimeout time.Duration
+	readTimeout     time.Duration
+	bufferBytes     int
+	hold            time.Duration
+	holdSlots       chan struct{} // a token per request being held
+	expose          bool
+	name            string
+	health          HealthState
+	breaker         Breaker
+	journal         *diag.Journal
+	traffic         *diag.Traffic
+	log             *slog.Logger
+	limiter         logLimiter
+	exchanges       sync.Pool // *exchange
+}
+
+// New returns a Proxy for the upstream s names.
+func New(s Settings) *Proxy {
+	if s.ConnectTimeout <= 0 {
+		s.ConnectTimeout = 2 * time.Second
+	}
+	if s.ResponseTimeout <= 0 {
+		s.ResponseTimeout = 30 * time.Second
+	}
+	if s.ReadTimeout <= 0 {
+		s.ReadTimeout = 30 * time.Second
+	}
+	if s.MaxResponseHeaderBytes <= 0 {
+		s.MaxResponseHeaderBytes = 4096
+	}
+	if s.BufferBytes == 0 {
+		s.BufferBytes = 128 << 10
+	}
+	if s.MaxConns <= 0 {
+		s.MaxConns = 512
+	}
+	if s.Name == "" {
+		s.Name = "upmedic"
+	}
+	if s.Display == "" {
+		s.Display = s.Address
+	}
+	if s.Host == "" {
+		s.Host = s.Address
+		if s.Network == "unix" {
+			s.Host = "localhost"
+		}
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	p := &Proxy{
+		pool:            newPool(s.Network, s.Address, s.MaxConns, s.ConnectTimeout, s.MaxResponseHeaderBytes, s.Traffic),
+		display:         s.Display,
+		host:            s.Host,
+		responseTimeout: s.ResponseTimeout,
+		readTimeout:     s.ReadTimeout,
+		bufferBytes:     s.BufferBytes,
+		hold:            s.Hold,
+		holdSlots:       make(chan struct{}, s.MaxConns),
+		expose:          s.ExposeDetails,
+		name:            s.Name,
+		health:          s.Health,
+		breaker:         s.Breaker,
+		journal:         s.Journal,
+		traffic:         s.Traffic,
+		log:             s.Logger,
+	}
+	p.exchanges.New = func() any {
+		x := &exchange{p: p}
+		x.header.SetNoDefaultContentType(true)
+		return x
+	}
+	return p
+}
+
+// Server returns a fasthttp server that serves p with the options a
+// transparent proxy needs: no injected Server, Date or Content-Type headers,
+// streamed request bodies, no multipart pre-parsing, and in-flight requests
+// drained on shutdown.
+func (p *Proxy) Server() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      p.ServeHTTP,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		StreamRequestBody:            true,
+		ReadBufferSize:               8192, // nginx's large_client_header_buffers line size
+		CloseOnShutdown:              true,
+		IdleTimeout:                  75 * time.Second, // above nginx's keepalive_timeout 60s
+		Logger:                       fasthttpLogger{p.log},
+	}
+}
+
+// Close closes the idle upstream connections. Connections in use close when
+// their exchange ends.
+func (p *Proxy) Close() { p.pool.closeIdle() }
+
+// exchange is the state of one proxied request, pooled so that the hot path
+// allocates nothing.
+type exchange struct {
+	p        *Proxy
+	ctx      *fasthttp.RequestCtx
+	start    time.Time
+	header   fasthttp.ResponseHeader
+	body     []byte // a buffered response body
+	buf      []byte // scratch for formatting headers
+	d        diag.Diagnosis
+	attempts int
+	held     time.Duration
+	// clientBody and limited read the request body being sent upstream.
+	clientBody clientBody
+	limited    io.LimitedReader
+}
+
+// ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
+func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
+	if reason := badRequest(&ctx.Request.Header); reason != "" {
+		ctx.Error(reason, fasthttp.StatusBadRequest)
+		ctx.SetConnectionClose()
+		return
+	}
+	x := p.exchanges.Get().(*exchange)
+	x.ctx, x.start, x.attempts, x.held = ctx, time.Now(), 0, 0
+	x.d = diag.Diagnosis{}
+
+	var cause diag.Cause
+	switch {
+	case p.hold <= 0 && p.health != nil && p.health.Down():
+		cause = diag.UpstreamUnhealthy
+		x.d = diag.Diagnosis{Cause: cause, LastCause: p.health.LastCause(),
+			RetryIn: max(time.Until(p.health.NextProbe()), 0)}
+	case p.breaker != nil:
+		var ran bool
+		if cause, ran = p.breaker.Do(x.run); !ran {
+			cause = diag.BreakerOpen
+			tripped, retryIn, _ := p.breaker.Open()
+			x.d = diag.Diagnosis{Cause: cause, TrippedBy: tripped, RetryIn: retryIn}
+		}
+	default:
+		cause = x.run()
+	}
+	if cause.IsFailure() {
+		x.d.Elapsed = time.Since(x.start)
+		if cause == diag.UpstreamUnhealthy || cause == diag.BreakerOpen {
+			p.journal.Record(x.start, &x.d, diag.PhaseConnect, false)
+		}
+		p.answer(x)
+	}
+	p.traffic.Done(ctx.Response.StatusCode(), time.Since(x.start))
+
+	x.ctx, x.clientBody, x.limited = nil, clientBody{}, io.LimitedReader{}
+	x.header.Reset()
+	x.header.SetNoDefaultContentType(true) // else ContentType() invents one
+	p.exchanges.Put(x)
+}
+
+// run carries out the exchange with the upstream, retrying once on a fresh
+// connection when a reused one turns out to have been closed by the upstream.
+// It prepares ctx.Response and returns None or UpstreamStatus when the
+// upstream answered, or fills x.d and returns the failure's cause.
+func (x *exchange) run() diag.Cause {
+	p := x.p
+	for {
+		x.attempts++
+		c, err := p.connect(x)
+		if err != nil {
+			return x.failed(diag.PhaseConnect, err, nil)
+		}
+		phase, err := p.roundTrip(x, c)
+		if x.clientBody.err != nil {
+			// The client's request body broke off: not the upstream's fault.
+			p.pool.close(c)
+			x.ctx.Error("400 Bad Request: request body incomplete\n", fasthttp.StatusBadRequest)
+			x.ctx.SetConnectionClose()
+			return diag.None
+		}
+		if err == nil {
+			if st := x.ctx.Response.StatusCode(); st >= 500 {
+				x.d = diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: st}
+				p.labelUpstreamStatus(x)
+				return diag.UpstreamStatus
+			}
+			return diag.None
+		}
+		if c.reused && x.attempts == 1 && retryable(&x.ctx.Request.Header) && keepAliveRace(phase, err, c) {
+			p.pool.close(c)
+			p.traffic.Retried()
+			continue
+		}
+		err = refine(phase, err, c)
+		cause := x.failed(phase, err, c)
+		p.pool.close(c)
+		return cause
+	}
+}
+
+// connect gets an upstream connection, holding the request through a restart
+// of the upstream when Hold is set.
+func (p *Proxy) connect(x *exchange) (*conn, error) {
+	c, err := p.pool.get(time.Now())
+	if err == nil || p.hold <= 0 || !holdable(err) {
+		return c, err
+	}
+	select {
+	case p.holdSlots <- struct{}{}:
+		defer func() { <-p.holdSlots }()
+	default:
+		return nil, err // too many held already: answer now
+	}
+	holdStart := time.Now()
+	end := x.start.Add(p.hold)
+	var up <-chan struct{}
+	for {
+		wait := min(100*time.Millisecond, time.Until(end))
+		if wait <= 0 {
+			x.held = time.Since(holdStart)
+			return nil, err
+		}
+		if p.health != nil {
+			up = p.health.WaitUp()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-up:
+			up = nil
+		}
+		t.Stop()
+		x.attempts++
+		c, err = p.pool.get(time.Now())
+		if err == nil || !holdable(err) {
+			x.held = time.Since(holdStart)
+			return c, err
+		}
+	}
+}
+
+// holdable reports whether a failed connect is the kind a restarting app
+// causes, so that holding the request may ride it out.
+func holdable(err error) bool {
+	switch diag.ClassifyIn(diag.PhaseConnect, err) {
+	case diag.ConnectionRefused, diag.SocketNotFound:
+		return true
+	}
+	return false
+}
+
+// roundTrip writes the request on c and reads the response header, and a
+// small body whole. On success ctx.Response holds the upstream's answer and c
+// belongs to the pool or to the response's body stream.
+func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
+	ctx := x.ctx
+	if err := c.nc.SetDeadline(time.Now().Add(p.responseTimeout)); err != nil {
+		return diag.PhaseRequest, err
+	}
+	if err := p.writeRequest(x, &ctx.Request, c.bw); err != nil {
+		return diag.PhaseRequest, err
+	}
+	rh := &x.header
+	for {
+		if err := rh.Read(c.br); err != nil {
+			return diag.PhaseHeader, err
+		}
+		// Interim 1xx answers (100 Continue, 103 Early Hints) are not the
+		// response: fasthttp cannot forward them, so skip them.
+		if sc := rh.StatusCode(); sc >= 200 || sc < 100 || sc == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+	}
+	c.idle = p.readTimeout
+	status := rh.StatusCode()
+	cl := rh.ContentLength()
+	reusable := rh.IsHTTP11() && !rh.ConnectionClose() && cl != -2
+
+	if ctx.IsHead() || status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified {
+		p.copyHeader(&ctx.Response, rh)
+		if cl >= 0 {
+			ctx.Response.Header.SetContentLength(cl)
+		}
+		ctx.Response.SkipBody = true
+		p.pool.put(c, reusable)
+		return diag.PhaseBody, nil
+	}
+	if cl >= 0 && cl <= p.bufferBytes {
+		if cap(x.body) < cl {
+			x.body = make([]byte, cl, max(cl, 4096))
+		}
+		if _, err := io.ReadFull(c.br, x.body[:cl]); err != nil {
+			return diag.PhaseBody, err
+		}
+		p.copyHeader(&ctx.Response, rh)
+		ctx.Response.SetBody(x.body[:cl])
+		p.pool.put(c, reusable)
+		return diag.PhaseBody, nil
+	}
+	p.copyHeader(&ctx.Response, rh)
+	s := bodyStreamPool.Get().(*bodyStream)
+	*s = bodyStream{p: p, c: c, start: x.start, reusable: reusable, remaining: int64(cl)}
+	switch {
+	case cl >= 0:
+		s.framing = framingLength
+	case cl == -1:
+		s.framing, s.remaining = framingChunked, 0
+	default:
+		s.framing, s.remaining, cl = framingClose, 0, -1
+	}
+	ctx.Response.SetBodyStream(s, cl)
+	// The status and headers go downstream now, not with the first body
+	// bytes: server-sent events and long polls must see them at once.
+	ctx.Response.ImmediateHeaderFlush = true
+	return diag.PhaseBody, nil
+}
+
+// writeRequest sends req upstream on w as HTTP/1.1 with keep-alive, without
+// the hop-by-hop headers of the downstream connection, and flushes it. The
+// request line keeps the raw request-target: no path normalizing.
+func (p *Proxy) writeRequest(x *exchange, req *fasthttp.Request, w *bufio.Writer) error {
+	h := &req.Header
+	stripHopByHop(h)
+	h.SetNoDefaultContentType(true)
+	if !h.IsHTTP11() {
+		// The server already noted the downstream request's version; the
+		// upstream always gets HTTP/1.1 so its connection can be kept.
+		h.SetProtocol("HTTP/1.1")
+	}
+	if len(h.Host()) == 0 {
+		h.SetHost(p.host)
+	}
+	if err := h.Write(w); err != nil {
+		return err
+	}
+	cl := h.ContentLength()
+	if bs := req.BodyStream(); bs != nil && cl != 0 && cl != -2 {
+		x.clientBody = clientBody{r: bs}
+		if cl > 0 {
+			x.limited = io.LimitedReader{R: &x.clientBody, N: int64(cl)}
+			if n, err := w.ReadFrom(&x.limited); err != nil {
+				return err
+			} else if n < int64(cl) {
+				return x.clientBody.short()
+			}
+		} else if err := writeChunked(w, &x.clientBody); err != nil {
+			return err
+		}
+	} else if body := req.Body(); len(body) > 0 {
+		if _, err := w.Write(body); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
+
+// clientBody reads the downstream request body and remembers whether a
+// failure came from the client, not the upstream.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// short records and returns the error of a request body that ended before
+// its Content-Length.
+func (b *clientBody) short() error {
+	b.err = io.ErrUnexpectedEOF
+	return b.err
+}
+
+// writeChunked copies r to w in HTTP/1.1 chunked encoding.
+func writeChunked(w *bufio.Writer, r io.Reader) error {
+	buf := chunkBufPool.Get().(*[]byte)
+	defer chunkBufPool.Put(buf)
+	for {
+		n, err := r.Read(*buf)
+		if n > 0 {
+			var size [16]byte
+			w.Write(strconv.AppendInt(size[:0], int64(n), 16))
+			w.WriteString("\r\n")
+			w.Write((*buf)[:n])
+			if _, werr := w.WriteString("\r\n"); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			_, err = w.WriteString("0\r\n\r\n")
+			return err
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+var chunkBufPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// copyHeader copies the upstream response header rh into resp one field at a
+// time (repeated fields such as Set-Cookie stay repeated), without the
+// hop-by-hop fields and without Content-Length, which the body sets.
+func (p *Proxy) copyHeader(resp *fasthttp.Response, rh *fasthttp.ResponseHeader) {
+	h := &resp.Header
+	h.SetStatusCode(rh.StatusCode())
+	if msg := rh.StatusMessage(); len(msg) > 0 {
+		h.SetStatusMessage(msg)
+	}
+	listed := rh.Peek(fasthttp.HeaderConnection)
+	for k, v := range rh.All() {
+		if hopByHop(k) || bytes.EqualFold(k, strContentLength) || (len(listed) > 0 && tokenListed(listed, k)) {
+			continue
+		}
+		h.AddBytesKV(k, v)
+	}
+}
+
+// labelUpstreamStatus marks a passed-through upstream 5xx so that it is never
+// mistaken for one of upmedic's own.
+func (p *Proxy) labelUpstreamStatus(x *exchange) {
+	h := &x.ctx.Response.Header
+	x.buf = x.d.AppendHeader(x.buf[:0], false)
+	h.SetBytesV(diag.HeaderDiagnosis, x.buf)
+	x.buf = x.d.AppendProxyStatus(x.buf[:0], p.name)
+	h.SetBytesV(diag.HeaderProxyStatus, x.buf)
+}
+
+// keepAliveRace reports whether err shows that a reused connection had been
+// closed by the upstream before our request reached it: the write failed, or
+// the connection ended before a single response byte.
+func keepAliveRace(phase diag.Phase, err error, c *conn) bool {
+	switch phase {
+	case diag.PhaseRequest:
+		return true
+	case diag.PhaseHeader:
+		cause := diag.ClassifyIn(phase, refine(phase, err, c))
+		return cause == diag.ConnectionTerminated && c.br.Buffered() == 0
+	}
+	return false
+}
+
+// retryable reports whether a request may be sent twice: an idempotent method
+// (RFC 9110 section 9.2.2) and no body that was already consumed.
+func retryable(h *fasthttp.RequestHeader) bool {
+	if cl := h.ContentLength(); cl != 0 && cl != -2 { // -2: a GET with no framing
+		return false
+	}
+	switch string(h.Method()) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace,
+		fasthttp.MethodPut, fasthttp.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// refine adds to err what the connection knows and fasthttp's error hides:
+// the errno of a reset that fasthttp reports as io.EOF, and that bytes which
+// do not start like an HTTP/1.x status line are not HTTP at all.
+func refine(phase diag.Phase, err error, c *conn) error {
+	if phase != diag.PhaseHeader {
+		return err
+	}
+	if n := c.br.Buffered(); n > 0 {
+		b, _ := c.br.Peek(min(n, len(httpPrefix)))
+		if !bytes.HasPrefix(httpPrefix, b) {
+			return diag.ErrNotHTTP
+		}
+		return err
+	}
+	if diag.Errno(err) == 0 && c.lastErr != nil && diag.Errno(c.lastErr) != 0 {
+		return c.lastErr
+	}
+	return err
+}
+
+var (
+	httpPrefix       = []byte("HTTP/1.")
+	strContentLength = []byte(fasthttp.HeaderContentLength)
+)
+
+// fasthttpLogger sends fasthttp's own messages to slog.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp", "msg", fmt.Sprintf(format, args...))
+}

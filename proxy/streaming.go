@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/upmedic/upmedic/diag"
+)
+
+// How a streamed response body is framed.
+const (
+	framingLength  = iota // Content-Length bytes
+	framingChunked        // Transfer-Encoding: chunked, decoded here and re-chunked by fasthttp
+	framingClose          // until the upstream closes (HTTP/1.0 style)
+)
+
+// errBadChunk is returned when chunked framing is malformed: the upstream
+// stopped speaking HTTP.
+var errBadChunk = fmt.Errorf("proxy: malformed chunked encoding: %w", diag.ErrNotHTTP)
+
+// bodyStream streams an upstream response body to fasthttp after the response
+// status went downstream. A failure now cannot change the status: Read
+// returns an error (never io.EOF early), which makes fasthttp cut the
+// downstream connection instead of completing a truncated response, and the
+// cause is recorded.
+type bodyStream struct {
+	p         *Proxy
+	c         *conn
+	start     time.Time
+	framing   int
+	remaining int64 // framingLength: bytes left; framingChunked: bytes left in this chunk
+	inChunk   bool  // framingChunked: a chunk's data was started, its CRLF is due
+	reusable  bool  // the connection may be reused once the body is complete
+	done      bool
+	err       error
+}
+
+var bodyStreamPool = sync.Pool{New: func() any { return new(bodyStream) }}
+
+// Read implements io.Reader.
+func (s *bodyStream) Read(b []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.done {
+		return 0, io.EOF
+	}
+	switch s.framing {
+	case framingLength:
+		if s.remaining == 0 {
+			s.done = true
+			return 0, io.EOF
+		}
+		if int64(len(b)) > s.remaining {
+			b = b[:s.remaining]
+		}
+		n, err := s.c.br.Read(b)
+		s.remaining -= int64(n)
+		if err != nil {
+			return n, s.fail(err)
+		}
+		return n, nil
+	case framingChunked:
+		if s.remaining == 0 {
+			if err := s.nextChunk(); err != nil {
+				return 0, s.fail(err)
+			}
+			if s.done {
+				return 0, io.EOF
+			}
+		}
+		if int64(len(b)) > s.remaining {
+			b = b[:s.remaining]
+		}
+		n, err := s.c.br.Read(b)
+		s.remaining -= int64(n)
+		if err != nil {
+			return n, s.fail(err)
+		}
+		return n, nil
+	default: // framingClose
+		n, err := s.c.br.Read(b)
+		if err == io.EOF {
+			s.done = true
+			return n, io.EOF
+		}
+		if err != nil {
+			return n, s.fail(err)
+		}
+		return n, nil
+	}
+}
+
+// nextChunk reads the CRLF that ends the previous chunk, then the next chunk
+// size line. At the last chunk it reads the trailer section and sets done.
+func (s *bodyStream) nextChunk() error {
+	if s.inChunk {
+		if err := s.readCRLF(); err != nil {
+			return err
+		}
+	}
+	line, err := s.readLine()
+	if err != nil {
+		return err
+	}
+	if i := bytes.IndexByte(line, ';'); i >= 0 { // chunk extensions
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return errBadChunk
+	}
+	var size int64
+	for _, c := range line {
+		switch {
+		case '0' <= c && c <= '9':
+			size = size<<4 | int64(c-'0')
+		case 'a' <= c && c <= 'f':
+			size = size<<4 | int64(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			size = size<<4 | int64(c-'A'+10)
+		default:
+			return errBadChunk
+		}
+	}
+	if size > 0 {
+		s.remaining, s.inChunk = size, true
+		return nil
+	}
+	for { // trailer section, dropped: fasthttp cannot forward it in order
+		line, err := s.readLine()
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			s.done = true
+			return nil
+		}
+	}
+}
+
+// readLine returns the next line without its CRLF. The line must fit the
+// connection's read buffer.
+func (s *bodyStream) readLine() ([]byte, error) {
+	line, err := s.c.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+func (s *bodyStream) readCRLF() error {
+	line, err := s.readLine()
+	if err != nil {
+		return err
+	}
+	if len(line) != 0 {
+		return errBadChunk
+	}
+	return nil
+}
+
+// fail records why the body broke off and returns the error that makes
+// fasthttp abort the downstream connection. It is never io.EOF.
+func (s *bodyStream) fail(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	s.err = err
+	s.p.recordAbort(s.c, s.start, err)
+	return err
+}
+
+// CloseWithError is called by fasthttp when it is done with the body, with
+// the error that ended writing it downstream (nil on success). The upstream
+// connection goes back to the pool only after a complete, clean body.
+func (s *bodyStream) CloseWithError(wErr error) error {
+	s.p.pool.put(s.c, s.reusable && s.done && s.err == nil && wErr == nil)
+	*s = bodyStream{}
+	bodyStreamPool.Put(s)
+	return nil
+}

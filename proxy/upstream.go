@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"bufio"
+	"net"
+	"time"
+
+	"github.com/upmedic/upmedic/diag"
+)
+
+// conn is one upstream connection with its buffers. It is owned by one
+// exchange at a time.
+type conn struct {
+	nc net.Conn
+	br *bufio.Reader // sized to the response header limit; reads through conn.Read
+	bw *bufio.Writer
+	// idle, when positive, makes every read first move the read deadline this
+	// far ahead: the "longest silence" limit of a response body. Zero leaves
+	// the deadline set by the caller (the response header's absolute limit).
+	idle time.Duration
+	// lastErr is the last error the socket returned. fasthttp turns a reset
+	// before the first header byte into io.EOF; this keeps the errno.
+	lastErr error
+	reused  bool // it served an exchange before this one
+}
+
+// Read reads from the socket, moving the deadline first when idle is set.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.idle > 0 {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.idle)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.nc.Read(p)
+	if err != nil {
+		c.lastErr = err
+	}
+	return n, err
+}
+
+// pool holds the upstream connections: at most cap(slots) open at once, the
+// idle ones in idle. It is safe for concurrent use.
+type pool struct {
+	network, address string
+	connectTimeout   time.Duration
+	headerBytes      int
+	traffic          *diag.Traffic
+
+	slots chan struct{} // a token per open connection
+	idle  chan *conn    // keep-alive connections ready for reuse
+}
+
+func newPool(network, address string, maxConns int, connectTimeout time.Duration, headerBytes int, t *diag.Traffic) *pool {
+	return &pool{
+		network: network, address: address,
+		connectTimeout: connectTimeout, headerBytes: headerBytes, traffic: t,
+		slots: make(chan struct{}, maxConns),
+		idle:  make(chan *conn, maxConns),
+	}
+}
+
+// get returns an idle connection or dials a new one. When all connections are
+// busy it waits for one until the connect deadline, then returns
+// diag.ErrConnectionLimit.
+func (p *pool) get(start time.Time) (*conn, error) {
+	select {
+	case c := <-p.idle:
+		return c, nil
+	default:
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return p.dial(start)
+	default:
+	}
+	t := time.NewTimer(time.Until(start.Add(p.connectTimeout)))
+	defer t.Stop()
+	select {
+	case c := <-p.idle:
+		return c, nil
+	case p.slots <- struct{}{}:
+		return p.dial(start)
+	case <-t.C:
+		return nil, diag.ErrConnectionLimit
+	}
+}
+
+// dial opens a connection in a slot already taken.
+func (p *pool) dial(start time.Time) (*conn, error) {
+	d := net.Dialer{Deadline: start.Add(p.connectTimeout)}
+	nc, err := d.Dial(p.network, p.address)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.traffic.ConnOpened()
+	c := &conn{nc: nc}
+	c.br = bufio.NewReaderSize(c, p.headerBytes)
+	c.bw = bufio.NewWriterSize(nc, 4096)
+	return c, nil
+}
+
+// put returns c to the pool for reuse when reusable, or closes it.
+func (p *pool) put(c *conn, reusable bool) {
+	if reusable && c.br.Buffered() == 0 {
+		c.idle, c.lastErr, c.reused = 0, nil, true
+		select {
+		case p.idle <- c:
+			return
+		default:
+		}
+	}
+	p.close(c)
+}
+
+// close closes c and frees its slot.
+func (p *pool) close(c *conn) {
+	_ = c.nc.Close()
+	<-p.slots
+	p.traffic.ConnClosed()
+}
+
+// closeIdle closes every idle connection.
+func (p *pool) closeIdle() {
+	for {
+		select {
+		case c := <-p.idle:
+			p.close(c)
+		default:
+			return
+		}
+	}
+}
