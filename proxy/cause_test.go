@@ -118,7 +118,7 @@ func TestHeaderSectionTooLarge(t *testing.T) {
 
 func TestResponseTimeout(t *testing.T) {
 	up := newFakeUpstream(t, "tcp", nil)
-	up.script = []behaviour{up.stall("")}
+	up.setScript(up.stall(""))
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), ResponseTimeout: 200 * time.Millisecond})
 	params := wantDiagnosis(t, get(t, addr, "/"), http.StatusGatewayTimeout, diag.HTTPResponseTimeout)
 	if ms, _ := strconv.Atoi(params["elapsed-ms"]); ms < 200 {
@@ -142,7 +142,7 @@ func TestProtocolError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newFakeUpstream(t, "tcp", nil)
-			up.script = []behaviour{up.stall(tc.resp)}
+			up.setScript(up.stall(tc.resp))
 			addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), ResponseTimeout: 2 * time.Second})
 			wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.HTTPProtocolError)
 		})
@@ -157,14 +157,14 @@ func TestResponseIncomplete(t *testing.T) {
 
 func TestReadTimeout(t *testing.T) {
 	up := newFakeUpstream(t, "tcp", nil)
-	up.script = []behaviour{up.stall("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstalls here")}
+	up.setScript(up.stall("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nstalls here"))
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), ReadTimeout: 200 * time.Millisecond})
 	wantDiagnosis(t, get(t, addr, "/"), http.StatusGatewayTimeout, diag.ConnectionReadTimeout)
 }
 
 func TestConnectionLimitReached(t *testing.T) {
 	up := newFakeUpstream(t, "tcp", nil)
-	up.script = []behaviour{up.stall("")}
+	up.setScript(up.stall(""))
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), MaxConns: 1,
 		ConnectTimeout: 200 * time.Millisecond, ResponseTimeout: 5 * time.Second})
 	first := make(chan *response, 1)

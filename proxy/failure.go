@@ -179,6 +179,9 @@ func appendJSONString(dst []byte, s string) []byte {
 // cause is cut to logBurst lines a second; the next line that gets through
 // says how many were left out. Every failure is still counted in the journal.
 func (p *Proxy) logFailure(d *diag.Diagnosis, phase diag.Phase, err error, aborted bool, ctx *fasthttp.RequestCtx) {
+	if !p.log.Enabled(context.Background(), slog.LevelWarn) {
+		return
+	}
 	ok, suppressed := p.limiter.allow(d.Cause, time.Now())
 	if !ok {
 		return

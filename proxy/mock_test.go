@@ -338,3 +338,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// setScript replaces the behaviours for the connections still to come.
+func (u *fakeUpstream) setScript(script ...behaviour) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.script = script
+}

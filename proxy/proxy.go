@@ -159,6 +159,7 @@ func New(s Settings) *Proxy {
 	}
 	p.exchanges.New = func() any {
 		x := &exchange{p: p}
+		x.runFn = x.run
 		x.header.SetNoDefaultContentType(true)
 		return x
 	}
@@ -200,6 +201,9 @@ type exchange struct {
 	d        diag.Diagnosis
 	attempts int
 	held     time.Duration
+	// runFn is x.run, made once: a method value passed through the Breaker
+	// interface escapes, and would cost an allocation per request.
+	runFn func() diag.Cause
 	// clientBody and limited read the request body being sent upstream.
 	clientBody clientBody
 	limited    io.LimitedReader
@@ -224,7 +228,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 			RetryIn: max(time.Until(p.health.NextProbe()), 0)}
 	case p.breaker != nil:
 		var ran bool
-		if cause, ran = p.breaker.Do(x.run); !ran {
+		if cause, ran = p.breaker.Do(x.runFn); !ran {
 			cause = diag.BreakerOpen
 			tripped, retryIn, _ := p.breaker.Open()
 			x.d = diag.Diagnosis{Cause: cause, TrippedBy: tripped, RetryIn: retryIn}

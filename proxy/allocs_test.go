@@ -1,0 +1,54 @@
+//go:build !race
+
+package proxy
+
+import (
+	"testing"
+
+	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/health"
+	"github.com/valyala/fasthttp"
+)
+
+// The hot paths allocate nothing per request (the race detector allocates,
+// hence the build tag).
+func TestZeroAllocs(t *testing.T) {
+	t.Run("proxied GET with breaker", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: fastUpstream(t), Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic),
+			Breaker: health.NewBreaker(health.BreakerSettings{Logger: quietLogger()})})
+		defer p.Close()
+		ctx := newCtx()
+		serveOnce(t, p, ctx, 200)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, 200) }); n != 0 {
+			t.Errorf("proxied GET: %v allocs per request, want 0", n)
+		}
+	})
+	t.Run("diagnosed 502", func(t *testing.T) {
+		p, x, err := refusedExchange(t)
+		diagnose(p, x, err)
+		if got := x.ctx.Response.Header.Peek(diag.HeaderDiagnosis); len(got) == 0 {
+			t.Fatal("no diagnosis written")
+		}
+		if n := testing.AllocsPerRun(500, func() { diagnose(p, x, err) }); n != 0 {
+			t.Errorf("diagnosis of a refused connect: %v allocs, want 0", n)
+		}
+	})
+	t.Run("breaker-open 503", func(t *testing.T) {
+		_, p := openBreaker(t)
+		ctx := newCtx()
+		serveOnce(t, p, ctx, fasthttp.StatusServiceUnavailable)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, fasthttp.StatusServiceUnavailable) }); n != 0 {
+			t.Errorf("breaker-open 503: %v allocs per request, want 0", n)
+		}
+	})
+	t.Run("unhealthy 503", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: closedAddrTB(t), Health: downHealth{}, Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+		ctx := newCtx()
+		serveOnce(t, p, ctx, fasthttp.StatusServiceUnavailable)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, fasthttp.StatusServiceUnavailable) }); n != 0 {
+			t.Errorf("unhealthy 503: %v allocs per request, want 0", n)
+		}
+	})
+}

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/upmedic/upmedic/diag"
+)
+
+// helperEnv makes the test binary serve a proxy instead of running tests:
+// its value is the upstream unix socket path.
+const helperEnv = "UPMEDIC_TEST_HELPER_UPSTREAM"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(helperEnv); path != "" {
+		os.Exit(serveHelper(path))
+	}
+	os.Exit(m.Run())
+}
+
+// serveHelper serves a proxy for the unix socket at path on a loopback port,
+// prints the port's address, and stops when stdin closes.
+func serveHelper(path string) int {
+	p := New(Settings{Network: "unix", Address: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println(ln.Addr().String())
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		ln.Close()
+	}()
+	_ = p.Server().Serve(ln)
+	return 0
+}
+
+// startUnprivilegedProxy runs a proxy for the unix socket at path as uid and
+// gid 65534 (nobody), in a copy of this test binary, and returns its address.
+func startUnprivilegedProxy(t *testing.T, path string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the proxy as another uid; as non-root, file permissions apply to the test itself")
+	}
+	dir := worldReadableDir(t)
+	bin := filepath.Join(dir, "proxy.test")
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), helperEnv+"="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.HasPrefix(line, "error") {
+		t.Fatalf("helper proxy: %q %v", line, err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// worldReadableDir returns a temporary directory others may enter.
+func worldReadableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "upmedic-test-") // t.TempDir's parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestSocketPermissionDenied(t *testing.T) {
+	dir := worldReadableDir(t)
+	path := filepath.Join(dir, "app.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an app that would answer, if only it could be reached
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				ok("ok")(c)
+			}()
+		}
+	}()
+	if err := os.Chmod(path, 0o600); err != nil { // owned by root, as a php-fpm default
+		t.Fatal(err)
+	}
+	addr := startUnprivilegedProxy(t, path)
+	params := wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.SocketPermissionDenied)
+	if params["errno"] != "EACCES" {
+		t.Errorf("errno = %q, want EACCES", params["errno"])
+	}
+
+	// The same socket made accessible: the unprivileged proxy gets through.
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, addr, "/"); r.StatusCode != 200 || string(r.body) != "ok" {
+		t.Errorf("after chmod 0666: %d %q", r.StatusCode, r.body)
+	}
+}
