@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -204,6 +205,9 @@ type exchange struct {
 	// runFn is x.run, made once: a method value passed through the Breaker
 	// interface escapes, and would cost an allocation per request.
 	runFn func() diag.Cause
+	// upgrade holds the request's Upgrade value when it asks to switch
+	// protocols (WebSocket); empty otherwise.
+	upgrade []byte
 	// clientBody and limited read the request body being sent upstream.
 	clientBody clientBody
 	limited    io.LimitedReader
@@ -245,7 +249,7 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	p.traffic.Done(ctx.Response.StatusCode(), time.Since(x.start))
 
-	x.ctx, x.clientBody, x.limited = nil, clientBody{}, io.LimitedReader{}
+	x.ctx, x.clientBody, x.limited, x.upgrade = nil, clientBody{}, io.LimitedReader{}, x.upgrade[:0]
 	x.header.Reset()
 	x.header.SetNoDefaultContentType(true) // else ContentType() invents one
 	p.exchanges.Put(x)
@@ -366,6 +370,16 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	}
 	c.idle = p.readTimeout
 	status := rh.StatusCode()
+	if status == fasthttp.StatusSwitchingProtocols {
+		if len(x.upgrade) == 0 {
+			return diag.PhaseHeader, errUnaskedUpgrade
+		}
+		p.copyHeader(&ctx.Response, rh)
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderUpgrade, rh.Peek(fasthttp.HeaderUpgrade))
+		ctx.Response.Header.Set(fasthttp.HeaderConnection, "Upgrade")
+		ctx.Hijack(func(client net.Conn) { p.tunnel(client, c) })
+		return diag.PhaseBody, nil
+	}
 	cl := rh.ContentLength()
 	reusable := rh.IsHTTP11() && !rh.ConnectionClose() && cl != -2
 
@@ -413,7 +427,14 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 // request line keeps the raw request-target: no path normalizing.
 func (p *Proxy) writeRequest(x *exchange, req *fasthttp.Request, w *bufio.Writer) error {
 	h := &req.Header
+	x.upgrade = append(x.upgrade[:0], upgradeRequested(h)...)
 	stripHopByHop(h)
+	if len(x.upgrade) > 0 {
+		// Upgrade is hop-by-hop, but a WebSocket handshake must reach the
+		// app; upmedic tunnels the connection once the app agrees.
+		h.SetBytesV(fasthttp.HeaderUpgrade, x.upgrade)
+		h.Set(fasthttp.HeaderConnection, "Upgrade")
+	}
 	h.SetNoDefaultContentType(true)
 	if !h.IsHTTP11() {
 		// The server already noted the downstream request's version; the
