@@ -62,7 +62,7 @@ func NewBreaker(s BreakerSettings) *Breaker {
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			return c.ConsecutiveFailures >= failures
 		},
-		IsExcluded: func(err error) bool { return err == errExcluded },
+		IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
 		// OnStateChange runs under gobreaker's mutex: it must not call back
 		// into the breaker.
 		OnStateChange: b.onStateChange,
@@ -74,9 +74,8 @@ func (b *Breaker) onStateChange(_ string, from, to gobreaker.State) {
 	b.state.Store(int32(to))
 	if to == gobreaker.StateOpen {
 		b.openedAt.Store(time.Now().UnixNano())
-		if from == gobreaker.StateClosed {
-			b.trippedBy.Store(b.lastFailure.Load())
-		}
+		// Closed -> open, or a failed half-open trial re-opening it.
+		b.trippedBy.Store(b.lastFailure.Load())
 	}
 	b.log.Warn("circuit breaker "+to.String(), "from", from.String(),
 		"tripped_by", diag.Cause(b.trippedBy.Load()).String())
@@ -106,10 +105,13 @@ func (b *Breaker) Do(fn func() diag.Cause) (cause diag.Cause, ran bool) {
 
 // Counts reports whether a failure with cause c counts towards opening the
 // breaker: failures of the upstream to connect or answer do; the local
-// connection cap and upmedic's own fast-fail answers do not.
+// connection cap and upmedic's own fast-fail answers are left out (neither a
+// success nor a failure). A passed-through upstream status (the app's own
+// 5xx) is not a failure at all: the app answered, so Do counts it as a
+// success.
 func Counts(c diag.Cause) bool {
 	switch c {
-	case diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen, diag.UpstreamStatus, diag.None:
+	case diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen:
 		return false
 	}
 	return c.IsFailure()
@@ -128,15 +130,24 @@ type BreakerState struct {
 	NextTry time.Time
 }
 
-// Open reports whether the breaker refuses requests right now, and if so,
-// the cause that opened it and how long until the next trial request.
-// It allocates nothing and takes no lock.
+// Open reports whether the breaker refuses requests right now and how long
+// until the next trial request, and the cause that last opened it (also
+// while half-open, when only the trial goes through). Once OpenFor has
+// passed it reports false, so a caller that checks Open before Do lets the
+// trial through. It allocates nothing and takes no lock.
 func (b *Breaker) Open() (trippedBy diag.Cause, retryIn time.Duration, open bool) {
-	if gobreaker.State(b.state.Load()) != gobreaker.StateOpen {
+	st := gobreaker.State(b.state.Load())
+	if st == gobreaker.StateClosed {
 		return diag.None, 0, false
 	}
+	trippedBy = diag.Cause(b.trippedBy.Load())
 	retryIn = time.Until(time.Unix(0, b.openedAt.Load()).Add(b.openFor))
-	return diag.Cause(b.trippedBy.Load()), max(retryIn, 0), true
+	if st != gobreaker.StateOpen || retryIn <= 0 {
+		// Half-open, or OpenFor has passed: gobreaker turns half-open lazily,
+		// on the next call, so that call must be let through as the trial.
+		return trippedBy, 0, false
+	}
+	return trippedBy, retryIn, true
 }
 
 // State returns a snapshot of the breaker.

@@ -1,0 +1,189 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/health"
+)
+
+// getStatus serves GET /status on h and decodes it strictly.
+func getStatus(t *testing.T, h http.Handler) (Status, string) {
+	t.Helper()
+	code, body := get(t, h, "/status")
+	if code != http.StatusOK {
+		t.Fatalf("GET /status = %d %q", code, body)
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields() // the structs document every field
+	var st Status
+	if err := dec.Decode(&st); err != nil {
+		t.Fatalf("decode /status: %v\n%s", err, body)
+	}
+	return st, body
+}
+
+func TestStatus(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	journal := new(diag.Journal)
+	journal.Record(t0, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
+		Elapsed: 3 * time.Millisecond, Upstream: "127.0.0.1:8000"}, diag.PhaseConnect, false)
+	journal.Record(t0.Add(time.Second), &diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: 503},
+		diag.PhaseHeader, false)
+	journal.Record(t0.Add(2*time.Second), &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
+		Elapsed: 1 * time.Millisecond}, diag.PhaseConnect, false)
+	journal.Record(t0.Add(3*time.Second), &diag.Diagnosis{Cause: diag.HTTPResponseIncomplete,
+		Elapsed: 20 * time.Millisecond}, diag.PhaseBody, true)
+
+	traffic := new(diag.Traffic)
+	traffic.Done(200, time.Millisecond)
+	traffic.Done(200, time.Millisecond)
+	traffic.Done(502, time.Millisecond)
+	traffic.Done(503, time.Millisecond)
+	traffic.Retried()
+	traffic.Aborted()
+	traffic.ConnOpened()
+	traffic.ConnOpened()
+	traffic.ConnOpened()
+	traffic.ConnClosed()
+
+	checker := upChecker(t)
+	breaker := openBreaker(t, time.Hour)
+	st, raw := getStatus(t, NewHandler(Settings{Upstream: "unix:/run/app.sock", Version: "v1.2.3",
+		Journal: journal, Traffic: traffic, Checker: checker, Breaker: breaker, Logger: quiet()}))
+
+	if st.Upstream != "unix:/run/app.sock" || st.Version != "v1.2.3" {
+		t.Errorf("upstream %q version %q", st.Upstream, st.Version)
+	}
+
+	// health
+	hs := st.Health
+	if hs.State != "up" || hs.Since.IsZero() || hs.Rise != 1 || hs.Fall != 3 ||
+		hs.Consecutive != (Streak{Successes: 1}) || hs.LastCause != "" || hs.NextProbe.IsZero() {
+		t.Errorf("health %+v", hs)
+	}
+	if p := hs.LastProbe; p == nil || !p.OK || p.Cause != "" || p.Status != 200 || p.LatencyMS <= 0 ||
+		!p.At.Equal(hs.Since) || !hs.NextProbe.Equal(p.At.Add(time.Hour)) {
+		t.Errorf("last probe %+v, health %+v", p, hs)
+	}
+
+	// breaker
+	bs := st.Breaker
+	if bs.State != "open" || bs.TrippedBy != "connection_refused" || bs.NextTry.Before(time.Now().Add(59*time.Minute)) {
+		t.Errorf("breaker %+v", bs)
+	}
+
+	// causes, in table order
+	wantCauses := []CauseCount{
+		{Cause: "connection_refused", Count: 2, FirstSeen: t0, LastSeen: t0.Add(2 * time.Second), Hint: diag.ConnectionRefused.Hint()},
+		{Cause: "http_response_incomplete", Count: 1, FirstSeen: t0.Add(3 * time.Second), LastSeen: t0.Add(3 * time.Second), Hint: diag.HTTPResponseIncomplete.Hint()},
+		{Cause: "upstream_status", Count: 1, FirstSeen: t0.Add(time.Second), LastSeen: t0.Add(time.Second), Hint: diag.UpstreamStatus.Hint()},
+	}
+	if len(st.Causes) != len(wantCauses) {
+		t.Fatalf("causes %+v, want %+v", st.Causes, wantCauses)
+	}
+	for i, w := range wantCauses {
+		if g := st.Causes[i]; g.Cause != w.Cause || g.Count != w.Count || !g.FirstSeen.Equal(w.FirstSeen) ||
+			!g.LastSeen.Equal(w.LastSeen) || g.Hint != w.Hint {
+			t.Errorf("causes[%d] = %+v, want %+v", i, g, w)
+		}
+	}
+
+	// recent, newest first
+	wantRecent := []RecentDiagnosis{
+		{At: t0.Add(3 * time.Second), Cause: "http_response_incomplete", Status: 0, Phase: "response body", Aborted: true,
+			Diagnosis: "http_response_incomplete;elapsed-ms=20", Hint: diag.HTTPResponseIncomplete.Hint()},
+		{At: t0.Add(2 * time.Second), Cause: "connection_refused", Status: 502, Phase: "connect",
+			Diagnosis: "connection_refused;errno=ECONNREFUSED;elapsed-ms=1", Hint: diag.ConnectionRefused.Hint()},
+		{At: t0.Add(time.Second), Cause: "upstream_status", Status: 503, Phase: "response header",
+			Diagnosis: "upstream_status;received-status=503", Hint: diag.UpstreamStatus.Hint()},
+		{At: t0, Cause: "connection_refused", Status: 502, Phase: "connect",
+			Diagnosis: "connection_refused;errno=ECONNREFUSED;elapsed-ms=3", Hint: diag.ConnectionRefused.Hint()},
+	}
+	if len(st.Recent) != len(wantRecent) {
+		t.Fatalf("recent %+v, want %d entries", st.Recent, len(wantRecent))
+	}
+	for i, w := range wantRecent {
+		g := st.Recent[i]
+		if !g.At.Equal(w.At) {
+			t.Errorf("recent[%d].At = %v, want %v", i, g.At, w.At)
+		}
+		g.At = w.At
+		if g != w {
+			t.Errorf("recent[%d] = %+v, want %+v", i, g, w)
+		}
+	}
+	if strings.Contains(raw, "127.0.0.1:8000") {
+		t.Error("/status shows a diagnosis's upstream parameter; it belongs in the top-level upstream field only")
+	}
+
+	// requests
+	rq := st.Requests
+	if len(rq.ByStatus) != 3 || rq.ByStatus[200] != 2 || rq.ByStatus[502] != 1 || rq.ByStatus[503] != 1 ||
+		rq.Retries != 1 || rq.Aborts != 1 || rq.OpenUpstreamConns != 2 {
+		t.Errorf("requests %+v", rq)
+	}
+	if !strings.Contains(raw, `"200": 2`) {
+		t.Errorf("by_status keys are not status codes:\n%s", raw)
+	}
+}
+
+func TestStatusHealthDown(t *testing.T) {
+	st, _ := getStatus(t, NewHandler(Settings{Checker: downChecker(t), Logger: quiet()}))
+	hs := st.Health
+	if hs.State != "down" || hs.LastCause != "connection_refused" || hs.Consecutive != (Streak{Failures: 1}) {
+		t.Fatalf("health %+v", hs)
+	}
+	if p := hs.LastProbe; p == nil || p.OK || p.Cause != "connection_refused" || p.Status != 0 {
+		t.Fatalf("last probe %+v", p)
+	}
+}
+
+func TestStatusNothingConfigured(t *testing.T) {
+	st, raw := getStatus(t, NewHandler(Settings{}))
+	if st.Health.State != "off" || st.Health.LastProbe != nil || st.Breaker.State != "off" {
+		t.Errorf("health %+v breaker %+v, want off", st.Health, st.Breaker)
+	}
+	for _, want := range []string{`"causes": []`, `"recent": []`, `"by_status": {}`, `"last_probe": null`} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("/status lacks %s:\n%s", want, raw)
+		}
+	}
+	for _, absent := range []string{`"since"`, `"next_probe"`, `"next_try"`, `"tripped_by"`} {
+		if strings.Contains(raw, absent) {
+			t.Errorf("/status has %s with nothing configured:\n%s", absent, raw)
+		}
+	}
+}
+
+func TestStatusUnknownHealth(t *testing.T) {
+	c := health.NewChecker(health.Settings{Address: "127.0.0.1:1", Rise: 2, Fall: 3})
+	st, _ := getStatus(t, NewHandler(Settings{Checker: c}))
+	if hs := st.Health; hs.State != "unknown" || hs.LastProbe != nil || hs.Rise != 2 || hs.Fall != 3 {
+		t.Fatalf("health %+v", hs)
+	}
+}
+
+func TestStatusRecentKeepsNewest50(t *testing.T) {
+	journal := new(diag.Journal)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 60 {
+		journal.Record(t0.Add(time.Duration(i)*time.Second), &diag.Diagnosis{Cause: diag.ConnectionTerminated}, diag.PhaseHeader, false)
+	}
+	st, _ := getStatus(t, NewHandler(Settings{Journal: journal}))
+	if len(st.Recent) != diag.JournalSize {
+		t.Fatalf("%d recent, want %d", len(st.Recent), diag.JournalSize)
+	}
+	if first, last := st.Recent[0].At, st.Recent[len(st.Recent)-1].At; !first.Equal(t0.Add(59*time.Second)) ||
+		!last.Equal(t0.Add(10*time.Second)) {
+		t.Fatalf("recent from %v to %v, want newest (59s) first down to 10s", first, last)
+	}
+	if len(st.Causes) != 1 || st.Causes[0].Count != 60 {
+		t.Fatalf("causes %+v, want connection_terminated × 60", st.Causes)
+	}
+}
