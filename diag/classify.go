@@ -95,6 +95,13 @@ func ClassifyIn(p Phase, err error) Cause {
 		}
 		return DNSError
 	}
+	// The errno first: syscall.Errno(EAGAIN).Timeout() is true, but on a
+	// unix-socket connect EAGAIN means a full backlog, not a timeout.
+	if errno, ok := errors.AsType[syscall.Errno](err); ok {
+		if c := classifyErrno(p, errno, isUnix(err)); c != None {
+			return c
+		}
+	}
 	if isTimeout(err) {
 		switch p {
 		case PhaseConnect:
@@ -103,11 +110,6 @@ func ClassifyIn(p Phase, err error) Cause {
 			return ConnectionReadTimeout
 		default:
 			return HTTPResponseTimeout
-		}
-	}
-	if errno, ok := errors.AsType[syscall.Errno](err); ok {
-		if c := classifyErrno(p, errno, isUnix(err)); c != None {
-			return c
 		}
 	}
 	if isPrematureClose(err) {

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/upmedic/upmedic/diag"
+)
+
+// envPrefix starts every variable upmedic reads.
+const envPrefix = "UPMEDIC_"
+
+// Config is upmedic's whole configuration, read from UPMEDIC_ variables. The
+// help tag is what `upmedic env` prints.
+type Config struct {
+	Upstream               string        `env:"UPSTREAM,required" help:"host:port, http://host:port or unix:/path/to.sock of the app"`
+	Listen                 string        `env:"LISTEN" envDefault:"127.0.0.1:8080" help:"where nginx connects: host:port or unix:/path"`
+	AdminListen            string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9901" help:"admin API (/healthz /readyz /status /metrics): host:port or unix:/path; empty disables"`
+	ConnectTimeout         time.Duration `env:"CONNECT_TIMEOUT" envDefault:"2s" help:"dial timeout"`
+	ResponseTimeout        time.Duration `env:"RESPONSE_TIMEOUT" envDefault:"30s" help:"until the upstream's response header arrives"`
+	ReadTimeout            time.Duration `env:"READ_TIMEOUT" envDefault:"30s" help:"longest silence while reading a response body"`
+	MaxResponseHeaderBytes int           `env:"MAX_RESPONSE_HEADER_BYTES" envDefault:"4096" help:"largest upstream response header section; match nginx's proxy_buffer_size"`
+	BufferBytes            int           `env:"BUFFER_BYTES" envDefault:"131072" help:"responses with a Content-Length up to this are received whole before upmedic answers; larger and chunked bodies stream"`
+	MaxConns               int           `env:"MAX_CONNS" envDefault:"512" help:"upstream connection cap"`
+	Hold                   time.Duration `env:"HOLD" envDefault:"0s" help:"hold requests this long while the upstream refuses or its socket is missing (restart window); 0 disables"`
+	HealthPath             string        `env:"HEALTH_PATH" help:"HTTP path probed by the health check; empty means a connect-only check"`
+	HealthInterval         time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"health probe cadence"`
+	HealthTimeout          time.Duration `env:"HEALTH_TIMEOUT" envDefault:"1s" help:"health probe timeout"`
+	HealthRise             int           `env:"HEALTH_RISE" envDefault:"2" help:"consecutive successful probes that mark the upstream up"`
+	HealthFall             int           `env:"HEALTH_FALL" envDefault:"3" help:"consecutive failed probes that mark the upstream down"`
+	BreakerFailures        uint32        `env:"BREAKER_FAILURES" envDefault:"5" help:"consecutive proxy-made failures that open the circuit breaker"`
+	BreakerOpenFor         time.Duration `env:"BREAKER_OPEN_FOR" envDefault:"10s" help:"how long the breaker stays open before one trial request"`
+	ExposeDetails          bool          `env:"EXPOSE_DETAILS" envDefault:"false" help:"put the upstream address and hints in client-visible headers and bodies"`
+	Name                   string        `env:"NAME" envDefault:"upmedic" help:"the Proxy-Status member name (an RFC 9651 token)"`
+	LogFormat              string        `env:"LOG_FORMAT" envDefault:"json" help:"json or text, to stderr"`
+	ShutdownTimeout        time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"drain time on SIGTERM"`
+
+	// Set by loadConfig from the strings above.
+	upstream address
+	listen   address
+	admin    address // zero Network: disabled
+}
+
+// address is a parsed listen or upstream address.
+type address struct {
+	Network, Address string
+}
+
+func (a address) String() string {
+	if a.Network == "unix" {
+		return "unix:" + a.Address
+	}
+	return a.Address
+}
+
+// ConfigError is a configuration value upmedic cannot use. Its message names
+// the variable, the value and what is accepted.
+type ConfigError struct {
+	Var, Value, Accepted string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Value == "" && e.Accepted == "is required" {
+		return e.Var + " is required: " + varHelp(e.Var)
+	}
+	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Accepted)
+}
+
+// loadConfig reads the configuration from environ, the KEY=value list of
+// os.Environ, and checks every value.
+func loadConfig(environ []string) (*Config, error) {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	known := map[string]bool{}
+	for _, f := range configFields() {
+		known[f.Var] = true
+	}
+	for k, v := range vars {
+		if strings.HasPrefix(k, envPrefix) && !known[k] {
+			return nil, &ConfigError{Var: k, Value: v, Accepted: "unknown variable; `upmedic env` lists the accepted ones" + suggest(k, known)}
+		}
+	}
+
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Prefix: envPrefix, Environment: vars})
+	if err != nil {
+		return nil, translateEnvError(err, vars)
+	}
+	// env falls back to the default for a set-but-empty variable; an empty
+	// UPMEDIC_ADMIN_LISTEN means "disabled".
+	if v, ok := vars[envPrefix+"ADMIN_LISTEN"]; ok && strings.TrimSpace(v) == "" {
+		cfg.AdminListen = ""
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// check validates the values env could parse and fills the parsed addresses.
+func (c *Config) check() error {
+	var err error
+	if c.upstream, err = parseUpstream(c.Upstream); err != nil {
+		return &ConfigError{Var: envPrefix + "UPSTREAM", Value: c.Upstream, Accepted: err.Error()}
+	}
+	if c.listen, err = parseListen(c.Listen); err != nil {
+		return &ConfigError{Var: envPrefix + "LISTEN", Value: c.Listen, Accepted: err.Error()}
+	}
+	if c.AdminListen != "" {
+		if c.admin, err = parseListen(c.AdminListen); err != nil {
+			return &ConfigError{Var: envPrefix + "ADMIN_LISTEN", Value: c.AdminListen, Accepted: err.Error()}
+		}
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"CONNECT_TIMEOUT", c.ConnectTimeout}, {"RESPONSE_TIMEOUT", c.ResponseTimeout},
+		{"READ_TIMEOUT", c.ReadTimeout}, {"HEALTH_INTERVAL", c.HealthInterval},
+		{"HEALTH_TIMEOUT", c.HealthTimeout}, {"BREAKER_OPEN_FOR", c.BreakerOpenFor},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			return &ConfigError{Var: envPrefix + p.name, Value: p.d.String(), Accepted: "must be a positive duration such as 500ms, 2s or 1m"}
+		}
+	}
+	if c.Hold < 0 || c.ShutdownTimeout < 0 {
+		name, d := "HOLD", c.Hold
+		if c.ShutdownTimeout < 0 {
+			name, d = "SHUTDOWN_TIMEOUT", c.ShutdownTimeout
+		}
+		return &ConfigError{Var: envPrefix + name, Value: d.String(), Accepted: "must be 0 or a positive duration such as 10s"}
+	}
+	ints := []struct {
+		name      string
+		v, lo, hi int
+	}{
+		{"MAX_RESPONSE_HEADER_BYTES", c.MaxResponseHeaderBytes, 256, 1 << 20},
+		{"BUFFER_BYTES", c.BufferBytes, 0, 64 << 20},
+		{"MAX_CONNS", c.MaxConns, 1, 1 << 20},
+		{"HEALTH_RISE", c.HealthRise, 1, 100},
+		{"HEALTH_FALL", c.HealthFall, 1, 100},
+		{"BREAKER_FAILURES", int(c.BreakerFailures), 1, 1 << 20},
+	}
+	for _, i := range ints {
+		if i.v < i.lo || i.v > i.hi {
+			return &ConfigError{Var: envPrefix + i.name, Value: strconv.Itoa(i.v), Accepted: fmt.Sprintf("must be an integer from %d to %d", i.lo, i.hi)}
+		}
+	}
+	if c.HealthPath != "" && (!strings.HasPrefix(c.HealthPath, "/") || strings.ContainsFunc(c.HealthPath, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
+		return &ConfigError{Var: envPrefix + "HEALTH_PATH", Value: c.HealthPath, Accepted: "must start with / and hold no spaces or control characters (or be empty for a connect-only check)"}
+	}
+	if !diag.IsToken(c.Name) {
+		return &ConfigError{Var: envPrefix + "NAME", Value: c.Name, Accepted: "must be an RFC 9651 token: a letter or *, then letters, digits and !#$%&'*+-.^_`|~:/"}
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return &ConfigError{Var: envPrefix + "LOG_FORMAT", Value: c.LogFormat, Accepted: "must be json or text"}
+	}
+	return nil
+}
+
+// parseUpstream accepts host:port, http://host:port and unix:/path.
+func parseUpstream(s string) (address, error) {
+	switch {
+	case strings.HasPrefix(s, "unix:"):
+		return parseUnix(s)
+	case strings.HasPrefix(s, "https://"):
+		return address{}, errors.New("TLS upstreams are not supported; use host:port, http://host:port or unix:/path/to.sock")
+	case strings.HasPrefix(s, "fastcgi://"):
+		return address{}, errors.New("FastCGI upstreams are not supported yet; use host:port, http://host:port or unix:/path/to.sock")
+	}
+	s = strings.TrimPrefix(s, "http://")
+	s = strings.TrimSuffix(s, "/")
+	if strings.HasPrefix(s, "unix:") {
+		return parseUnix(s)
+	}
+	return parseHostPort(s, 1, "use host:port, http://host:port or unix:/path/to.sock")
+}
+
+// parseListen accepts host:port and unix:/path.
+func parseListen(s string) (address, error) {
+	if strings.HasPrefix(s, "unix:") {
+		return parseUnix(s)
+	}
+	return parseHostPort(s, 0, "use host:port (0.0.0.0:8080 for all interfaces) or unix:/path/to.sock")
+}
+
+func parseUnix(s string) (address, error) {
+	path := strings.TrimPrefix(s, "unix:")
+	if !strings.HasPrefix(path, "/") {
+		return address{}, errors.New("a unix socket needs an absolute path: unix:/run/app.sock")
+	}
+	return address{Network: "unix", Address: path}, nil
+}
+
+// parseHostPort accepts host:port with a port from minPort to 65535 (a
+// listener may take port 0: any free port).
+func parseHostPort(s string, minPort int, accepted string) (address, error) {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return address{}, errors.New(accepted)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < minPort || n > 65535 {
+		return address{}, fmt.Errorf("the port must be %d to 65535; %s", minPort, accepted)
+	}
+	return address{Network: "tcp", Address: s}, nil
+}
+
+// translateEnvError turns env's errors, which name Go fields, into a
+// ConfigError naming the variable.
+func translateEnvError(err error, vars map[string]string) error {
+	if agg, ok := errors.AsType[env.AggregateError](err); ok && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	if nse, ok := errors.AsType[env.VarIsNotSetError](err); ok {
+		return &ConfigError{Var: nse.Key, Accepted: "is required"}
+	}
+	if pe, ok := errors.AsType[env.ParseError](err); ok {
+		for _, f := range configFields() {
+			if f.Field == pe.Name {
+				return &ConfigError{Var: f.Var, Value: vars[f.Var], Accepted: accepted(f.Type)}
+			}
+		}
+	}
+	return fmt.Errorf("configuration: %w", err)
+}
+
+// accepted says what values a field of type t takes.
+func accepted(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return "not a duration; use a number with a unit: 500ms, 2s, 1m"
+	case reflect.TypeFor[bool]():
+		return "not a boolean; use true or false"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Uint32:
+		return "not a whole number"
+	}
+	return "not a valid " + t.String()
+}
+
+// configField describes one variable.
+type configField struct {
+	Var, Field, Default, Help string
+	Type                      reflect.Type
+	Required                  bool
+}
+
+// configFields lists the variables Config reads, in declaration order.
+func configFields() []configField {
+	t := reflect.TypeFor[Config]()
+	var out []configField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, ok := f.Tag.Lookup("env")
+		if !ok {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		out = append(out, configField{
+			Var: envPrefix + name, Field: f.Name, Default: f.Tag.Get("envDefault"),
+			Help: f.Tag.Get("help"), Type: f.Type, Required: strings.Contains(opts, "required"),
+		})
+	}
+	return out
+}
+
+func varHelp(name string) string {
+	for _, f := range configFields() {
+		if f.Var == name {
+			return f.Help
+		}
+	}
+	return ""
+}
+
+// suggest names the known variable closest to an unknown one, for typos.
+func suggest(name string, known map[string]bool) string {
+	best, bestDist := "", 4
+	for k := range known {
+		if d := editDistance(name, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return "; did you mean " + best + "?"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
