@@ -21,7 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // ---- fake upstreams ----
@@ -378,10 +379,17 @@ func TestProbeBacklogFull(t *testing.T) {
 }
 
 func TestProbeUnroutable(t *testing.T) {
-	// The kernel refuses a TCP connect to the broadcast address with
-	// ENETUNREACH before sending anything.
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: "255.255.255.255:9"}))
-	res.expect(t, DestinationIPUnroutable, SeverityFail, "ip route get 255.255.255.255").
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace of its own")
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In a fresh network namespace loopback is down: nothing is routable,
+	// and no packet leaves the machine.
+	res := runHelper(t, bin, ProbeSettings{Address: "127.0.0.1:9"}, sockfault.NoNetwork(), false)
+	res.expect(t, DestinationIPUnroutable, SeverityFail, "ip route get 127.0.0.1").
 		mustMention(t, "ENETUNREACH")
 }
 
@@ -654,7 +662,7 @@ func TestProbeHelperProcess(t *testing.T) {
 		os.Exit(2)
 	}
 	if os.Getenv(helperSeccompEnv) != "" {
-		if err := denyConnect(syscall.EACCES); err != nil {
+		if err := sockfault.DenyConnect(syscall.EACCES); err != nil {
 			fmt.Fprintln(os.Stderr, "seccomp:", err)
 			os.Exit(3)
 		}
@@ -666,9 +674,10 @@ func TestProbeHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-// runHelper runs the probe in a child copy of this test binary, as cred when
-// it is not nil, with every connect failing EACCES when denyConnect is set.
-func runHelper(t *testing.T, bin string, s ProbeSettings, cred *syscall.Credential, denyConnect bool) probeResult {
+// runHelper runs the probe in a child copy of this test binary, with attr
+// (another user, another network namespace) when it is not nil, and with
+// every connect failing EACCES when denyConnect is set.
+func runHelper(t *testing.T, bin string, s ProbeSettings, attr *syscall.SysProcAttr, denyConnect bool) probeResult {
 	t.Helper()
 	settings, err := json.Marshal(s)
 	if err != nil {
@@ -682,9 +691,7 @@ func runHelper(t *testing.T, bin string, s ProbeSettings, cred *syscall.Credenti
 	if denyConnect {
 		cmd.Env = append(cmd.Env, helperSeccompEnv+"=1")
 	}
-	if cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	}
+	cmd.SysProcAttr = attr
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -767,7 +774,7 @@ func TestProbeUnprivileged(t *testing.T) {
 	t.Run("socket 0600 root:root", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, 0, 0o600)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, cred, false)
+		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.healthy(t, false)
 		if res.j.User.UID != nobody || res.j.User.GID != nogroup || len(res.j.User.Groups) != 0 {
 			t.Errorf("probe ran as %+v", res.j.User)
@@ -786,7 +793,7 @@ func TestProbeUnprivileged(t *testing.T) {
 	t.Run("socket 0640 in the probe's group", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, nogroup, 0o640)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, cred, false)
+		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		f := res.expect(t, SocketPermissionDenied, SeverityFail,
 			"make the socket group-writable", "listen.mode = 0660", "chmod g+w "+path)
 		f.mustMention(t, "is in group "+groupID(nogroup).String()+", so the group bits apply: r--")
@@ -799,7 +806,7 @@ func TestProbeUnprivileged(t *testing.T) {
 		const appGroup = 4242
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, appGroup, 0o660)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, cred, false)
+		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.expect(t, SocketPermissionDenied, SeverityFail,
 			"usermod -aG "+groupID(appGroup).label()+" "+who+", then restart upmedic")
 	})
@@ -811,7 +818,7 @@ func TestProbeUnprivileged(t *testing.T) {
 		}
 		path := filepath.Join(dir, "app.sock")
 		socketAs(t, path, 0, 0, 0o666)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, cred, false)
+		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.expect(t, SocketPermissionDenied, SeverityFail, "chmod o+x "+dir).
 			mustMention(t, who+" may not search directory "+dir, "mode 0700", "the other bits apply: ---")
 	})
@@ -819,7 +826,7 @@ func TestProbeUnprivileged(t *testing.T) {
 	t.Run("socket 0666 is healthy", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, 0, 0o666)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, cred, false)
+		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.healthy(t, true)
 		if strings.Contains(res.text, "ran as root") {
 			t.Errorf("root note printed for an unprivileged probe:\n%s", res.text)
@@ -883,62 +890,6 @@ func TestProbeConnectDenied(t *testing.T) {
 		res.expect(t, SocketPermissionDenied, SeverityFail, "ausearch -m avc -ts recent | grep connectto", "getfacl "+path).
 			mustMention(t, "although the file modes allow it", "SELinux is enforcing")
 	})
-}
-
-type sockFilter struct {
-	code   uint16
-	jt, jf uint8
-	k      uint32
-}
-
-type sockFprog struct {
-	len    uint16
-	filter *sockFilter
-}
-
-// denyConnect installs a seccomp filter on every thread of this process that
-// fails connect(2) with errno: a real kernel-made EACCES, as an SELinux
-// denial, systemd's IPAddressDeny= or a container profile produce.
-func denyConnect(errno syscall.Errno) error {
-	var nrPrctl, nrSeccomp, nrConnect uintptr
-	var auditArch uint32
-	switch runtime.GOARCH {
-	case "amd64":
-		nrPrctl, nrSeccomp, nrConnect, auditArch = 157, 317, 42, 0xc000003e
-	case "arm64":
-		nrPrctl, nrSeccomp, nrConnect, auditArch = 167, 277, 203, 0xc00000b7
-	default:
-		return errors.New("no seccomp numbers for " + runtime.GOARCH)
-	}
-	const (
-		ldAbs    = 0x20 // BPF_LD | BPF_W | BPF_ABS
-		jeqK     = 0x15 // BPF_JMP | BPF_JEQ | BPF_K
-		retK     = 0x06 // BPF_RET | BPF_K
-		allow    = 0x7fff0000
-		retErrno = 0x00050000
-	)
-	prog := []sockFilter{
-		{ldAbs, 0, 0, 4}, // seccomp_data.arch
-		{jeqK, 1, 0, auditArch},
-		{retK, 0, 0, allow},
-		{ldAbs, 0, 0, 0}, // seccomp_data.nr
-		{jeqK, 0, 1, uint32(nrConnect)},
-		{retK, 0, 0, retErrno | uint32(errno)},
-		{retK, 0, 0, allow},
-	}
-	fp := sockFprog{len: uint16(len(prog)), filter: &prog[0]}
-	if _, _, e := syscall.RawSyscall(nrPrctl, 38 /* PR_SET_NO_NEW_PRIVS */, 1, 0); e != 0 {
-		return fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", e)
-	}
-	r1, _, e := syscall.RawSyscall(nrSeccomp, 1 /* SECCOMP_SET_MODE_FILTER */, 1 /* SECCOMP_FILTER_FLAG_TSYNC */, uintptr(unsafe.Pointer(&fp)))
-	runtime.KeepAlive(prog)
-	if e != 0 {
-		return fmt.Errorf("seccomp: %w", e)
-	}
-	if r1 != 0 {
-		return fmt.Errorf("seccomp: thread %d could not be synchronized", r1)
-	}
-	return nil
 }
 
 // ---- pure parts ----

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,4 +205,36 @@ func TestChunkedBodyFailureAborts(t *testing.T) {
 		t.Fatalf("status %d, body err %v: want 200 and a cut connection", r.StatusCode, r.err)
 	}
 	waitFor(t, "the abort to be recorded", func() bool { return j.Count(diag.HTTPResponseIncomplete) == 1 })
+}
+
+// A unix socket whose listen backlog is full answers connect with EAGAIN:
+// the app's workers are all busy.
+func TestUnixBacklogFull(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ { // fill the accept queue: nobody accepts
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+		if i > 8 {
+			t.Fatal("the backlog never filled")
+		}
+	}
+	addr, _ := startProxy(t, Settings{Network: "unix", Address: path})
+	params := wantDiagnosis(t, get(t, addr, "/"), http.StatusServiceUnavailable, diag.ConnectionLimitReached)
+	if params["errno"] != "EAGAIN" {
+		t.Errorf("errno = %q, want EAGAIN", params["errno"])
+	}
 }

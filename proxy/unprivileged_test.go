@@ -10,22 +10,93 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // helperEnv makes the test binary serve a proxy instead of running tests:
 // its value is the upstream unix socket path.
 const helperEnv = "UPMEDIC_TEST_HELPER_UPSTREAM"
 
+// onceEnv makes the test binary proxy one request to the TCP upstream it
+// names, in-process, and print the status and the diagnosis header; with
+// denyEnv set, every connect(2) first fails with EACCES.
+const (
+	onceEnv = "UPMEDIC_TEST_HELPER_ONCE"
+	denyEnv = "UPMEDIC_TEST_HELPER_DENY_CONNECT"
+)
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(helperEnv); path != "" {
 		os.Exit(serveHelper(path))
 	}
+	if addr := os.Getenv(onceEnv); addr != "" {
+		os.Exit(onceHelper(addr, os.Getenv(denyEnv) != ""))
+	}
 	os.Exit(m.Run())
+}
+
+// onceHelper proxies one GET to addr and prints "status diagnosis".
+func onceHelper(addr string, deny bool) int {
+	if deny {
+		if err := sockfault.DenyConnect(syscall.EACCES); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+	}
+	p := New(Settings{Network: "tcp", Address: addr, Logger: quietLogger()})
+	ctx := newCtx()
+	p.ServeHTTP(ctx)
+	fmt.Printf("%d %s\n", ctx.Response.StatusCode(), ctx.Response.Header.Peek(diag.HeaderDiagnosis))
+	return 0
+}
+
+// proxyOnceIn runs onceHelper in a child process with attr and returns the
+// status and the diagnosis it printed.
+func proxyOnceIn(t *testing.T, addr string, attr *syscall.SysProcAttr, deny bool) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), onceEnv+"="+addr)
+	if deny {
+		cmd.Env = append(cmd.Env, denyEnv+"=1")
+	}
+	cmd.SysProcAttr = attr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	status, diagnosis, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	n, err := strconv.Atoi(status)
+	if err != nil {
+		t.Fatalf("helper printed %q", out)
+	}
+	return n, diagnosis
+}
+
+// A TCP connect the kernel refuses (here a seccomp filter; in production
+// SELinux, systemd's IPAddressDeny= or a firewall) is prohibited, not refused.
+func TestDestinationIPProhibited(t *testing.T) {
+	up := newFakeUpstream(t, "tcp", ok("unreachable"))
+	status, d := proxyOnceIn(t, up.address(), nil, true)
+	if status != http.StatusBadGateway || !strings.HasPrefix(d, "destination_ip_prohibited;errno=EACCES;") {
+		t.Errorf("got %d %q, want 502 destination_ip_prohibited;errno=EACCES", status, d)
+	}
+}
+
+// In a network namespace whose loopback is down nothing is routable.
+func TestDestinationIPUnroutable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace of its own")
+	}
+	status, d := proxyOnceIn(t, "127.0.0.1:9", sockfault.NoNetwork(), false)
+	if status != http.StatusBadGateway || !strings.HasPrefix(d, "destination_ip_unroutable;errno=ENETUNREACH;") {
+		t.Errorf("got %d %q, want 502 destination_ip_unroutable;errno=ENETUNREACH", status, d)
+	}
 }
 
 // serveHelper serves a proxy for the unix socket at path on a loopback port,

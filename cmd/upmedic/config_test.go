@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +104,30 @@ func TestConfigEmptyAdminListenDisables(t *testing.T) {
 	if cfg.admin.Network != "" {
 		t.Errorf("admin = %+v, want disabled", cfg.admin)
 	}
+}
+
+// FuzzParseUpstream: any string gets an address or an error, never a panic,
+// and an accepted address is one upmedic can dial.
+func FuzzParseUpstream(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := parseUpstream(s)
+		if err != nil {
+			return
+		}
+		switch a.Network {
+		case "unix":
+			if !strings.HasPrefix(a.Address, "/") {
+				t.Errorf("%q: unix address %q is not absolute", s, a.Address)
+			}
+		case "tcp":
+			if _, _, err := net.SplitHostPort(a.Address); err != nil {
+				t.Errorf("%q: tcp address %q: %v", s, a.Address, err)
+			}
+		default:
+			t.Errorf("%q: network %q", s, a.Network)
+		}
+	})
 }
