@@ -166,6 +166,14 @@ func TestResponsePassthrough(t *testing.T) {
 			t.Errorf("body %q err %v", r.body, r.err)
 		}
 	})
+	t.Run("body delimited by the upstream's close", func(t *testing.T) {
+		up := newFakeUpstream(t, "tcp", raw("HTTP/1.0 200 OK\r\nX-Old: yes\r\n\r\nuntil the end"))
+		addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address()})
+		r := get(t, addr, "/")
+		if r.err != nil || string(r.body) != "until the end" || r.Header.Get("X-Old") != "yes" {
+			t.Errorf("got %d %q err %v", r.StatusCode, r.body, r.err)
+		}
+	})
 	t.Run("HTTP/1.0 client", func(t *testing.T) {
 		r := send(t, addr, "GET /nodate HTTP/1.0\r\n\r\n")
 		if r.StatusCode != 200 || string(r.body) != "hi" {

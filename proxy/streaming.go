@@ -55,15 +55,6 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 			s.done = true
 			return 0, io.EOF
 		}
-		if int64(len(b)) > s.remaining {
-			b = b[:s.remaining]
-		}
-		n, err := s.c.br.Read(b)
-		s.remaining -= int64(n)
-		if err != nil {
-			return n, s.fail(err)
-		}
-		return n, nil
 	case framingChunked:
 		if s.remaining == 0 {
 			if err := s.nextChunk(); err != nil {
@@ -73,16 +64,7 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 				return 0, io.EOF
 			}
 		}
-		if int64(len(b)) > s.remaining {
-			b = b[:s.remaining]
-		}
-		n, err := s.c.br.Read(b)
-		s.remaining -= int64(n)
-		if err != nil {
-			return n, s.fail(err)
-		}
-		return n, nil
-	default: // framingClose
+	default: // framingClose: the body ends when the upstream closes
 		n, err := s.c.br.Read(b)
 		if err == io.EOF {
 			s.done = true
@@ -93,6 +75,16 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
+	// Length and chunked framing: read no more than the body or chunk holds.
+	if int64(len(b)) > s.remaining {
+		b = b[:s.remaining]
+	}
+	n, err := s.c.br.Read(b)
+	s.remaining -= int64(n)
+	if err != nil {
+		return n, s.fail(err)
+	}
+	return n, nil
 }
 
 // nextChunk reads the CRLF that ends the previous chunk, then the next chunk
