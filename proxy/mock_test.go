@@ -29,6 +29,7 @@ type fakeUpstream struct {
 	mu     sync.Mutex // guards script and conns
 	script []behaviour
 	conns  int
+	ended  int           // connections whose behaviour returned and closed
 	done   chan struct{} // closed at cleanup: unblocks behaviours that wait
 }
 
@@ -59,8 +60,11 @@ func newFakeUpstream(t *testing.T, network string, script ...behaviour) *fakeUps
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
 				b(c)
+				c.Close()
+				u.mu.Lock()
+				u.ended++
+				u.mu.Unlock()
 			}()
 		}
 	}()
@@ -74,6 +78,13 @@ func newFakeUpstream(t *testing.T, network string, script ...behaviour) *fakeUps
 
 func (u *fakeUpstream) network() string { return u.ln.Addr().Network() }
 func (u *fakeUpstream) address() string { return u.ln.Addr().String() }
+
+// finished returns how many connections the upstream has closed.
+func (u *fakeUpstream) finished() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ended
+}
 
 func (u *fakeUpstream) accepted() int {
 	u.mu.Lock()

@@ -299,6 +299,12 @@ func (x *exchange) run() diag.Cause {
 // of the upstream when Hold is set.
 func (p *Proxy) connect(x *exchange) (*conn, error) {
 	c, err := p.pool.get(time.Now())
+	// A request that may not be retried must not be sent on a connection
+	// the upstream closed while it was idle: check before using it.
+	for err == nil && c.reused && !retryable(&x.ctx.Request.Header) && !c.alive() {
+		p.pool.close(c)
+		c, err = p.pool.get(time.Now())
+	}
 	if err == nil || p.hold <= 0 || !holdable(err) {
 		return c, err
 	}

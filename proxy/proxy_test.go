@@ -206,12 +206,53 @@ func TestKeepAliveReuseAndRace(t *testing.T) {
 	if tr.Retries() != 1 || up.accepted() != 2 {
 		t.Errorf("retries = %d, connections = %d; want 1 and 2", tr.Retries(), up.accepted())
 	}
-	// POST is not idempotent: no retry, a diagnosis instead.
+	// A POST is never sent on a connection the upstream closed while idle:
+	// upmedic checks first and dials afresh, so no retry is needed.
 	up2 := newFakeUpstream(t, "tcp", answerOnceThenClose, ok("second"))
-	addr2, _ := startProxy(t, Settings{Network: "tcp", Address: up2.address()})
+	tr2 := new(diag.Traffic)
+	addr2, _ := startProxy(t, Settings{Network: "tcp", Address: up2.address(), Traffic: tr2})
 	get(t, addr2, "/")
+	waitFor(t, "the idle connection to be closed by the upstream", func() bool { return up2.finished() == 1 })
 	r = send(t, addr2, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx")
-	wantDiagnosis(t, r, http.StatusBadGateway, diag.ConnectionTerminated)
+	if r.StatusCode != 200 || string(r.body) != "second" || tr2.Retries() != 0 {
+		t.Errorf("POST after the idle close: %d %q, retries %d", r.StatusCode, r.body, tr2.Retries())
+	}
+}
+
+// When the upstream takes the request and then closes without a byte, a GET
+// is retried on a fresh connection, a POST is not: it may have reached the
+// app.
+func TestNoRetryOfNonIdempotent(t *testing.T) {
+	answerThenDropNext := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, _, err := readRequest(br); err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+		_, _, _ = readRequest(br) // the next request reaches the app, which dies
+	}
+	for _, tc := range []struct {
+		method      string
+		wantStatus  int
+		wantRetries uint64
+	}{
+		{"GET", 200, 1},
+		{"POST", 502, 0},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			up := newFakeUpstream(t, "tcp", answerThenDropNext, ok("fresh"))
+			tr := new(diag.Traffic)
+			addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Traffic: tr})
+			get(t, addr, "/")
+			r := send(t, addr, tc.method+" / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			if r.StatusCode != tc.wantStatus || tr.Retries() != tc.wantRetries {
+				t.Errorf("%s: status %d, retries %d; want %d and %d", tc.method, r.StatusCode, tr.Retries(), tc.wantStatus, tc.wantRetries)
+			}
+			if tc.wantStatus == 502 {
+				wantDiagnosis(t, r, 502, diag.ConnectionTerminated)
+			}
+		})
+	}
 }
 
 func TestBadRequests(t *testing.T) {

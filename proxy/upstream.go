@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -36,6 +37,29 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.lastErr = err
 	}
 	return n, err
+}
+
+// alive reports whether an idle connection still looks usable: the upstream
+// has neither closed nor reset it nor sent anything while it sat idle. It
+// costs one non-blocking recv(MSG_PEEK), so it is kept for requests that
+// cannot be retried when a stale connection fails them.
+func (c *conn) alive() bool {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var buf [1]byte
+	alive := false
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = rerr == syscall.EAGAIN // nothing to read: still open and quiet
+		return true
+	})
+	return err == nil && alive
 }
 
 // pool holds the upstream connections: at most cap(slots) open at once, the
