@@ -1,0 +1,13 @@
+// Package e2e is upmedic's end-to-end suite: the real upmedic binary, built
+// with the Dockerfile's own flags, between a real nginx (configured with
+// testdata/nginx/) and real apps (gunicorn, php-fpm, Node.js), one failure
+// scenario each, asserting what the client sees and what nginx logs. It also
+// builds the container image's final stage with buildah, runs the binary in
+// an empty chroot, and checks the systemd unit and the deployment examples.
+//
+// The package has no code outside its tests. It needs root (nginx's master
+// process, www-data workers, an unprivileged upmedic) and skips, saying
+// which, when nginx, gunicorn or php-fpm are not installed (in CI, with
+// CI=true, it fails instead); the README's "Adopt upmedic" section is the
+// operator's guide the suite keeps honest.
+package e2e
