@@ -301,7 +301,13 @@ func (x *exchange) run() diag.Cause {
 // connect gets an upstream connection, holding the request through a restart
 // of the upstream when Hold is set.
 func (p *Proxy) connect(x *exchange) (*conn, error) {
-	c, err := p.pool.get(time.Now())
+	// The first connect of an exchange counts from the request's arrival:
+	// one clock read per request on the hot path.
+	now := x.start
+	if x.attempts > 1 {
+		now = time.Now()
+	}
+	c, err := p.pool.get(now)
 	// A request that may not be retried must not be sent on a connection
 	// the upstream closed while it was idle: check before using it.
 	for err == nil && c.reused && !retryable(&x.ctx.Request.Header) && !c.alive() {
@@ -360,7 +366,14 @@ func holdable(err error) bool {
 // belongs to the pool or to the response's body stream.
 func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	ctx := x.ctx
-	if err := c.nc.SetDeadline(time.Now().Add(p.responseTimeout)); err != nil {
+	// UPMEDIC_RESPONSE_TIMEOUT counts from the request's arrival (its
+	// first attempt): what nginx's proxy_read_timeout, which must exceed it,
+	// counts from too.
+	start := x.start
+	if x.attempts > 1 || x.held > 0 {
+		start = time.Now()
+	}
+	if err := c.nc.SetDeadline(start.Add(p.responseTimeout)); err != nil {
 		return diag.PhaseRequest, err
 	}
 	if err := p.writeRequest(x, &ctx.Request, c.bw); err != nil {
