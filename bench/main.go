@@ -115,6 +115,11 @@ func run(ctx context.Context, o *options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "out", time.Now().Format("20060102-150405"))
 	}
+	// Contenders run in their own directories: a relative -out would not
+	// name their config files from there.
+	if o.out, err = filepath.Abs(o.out); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
