@@ -333,6 +333,27 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, " | ")
 }
 
+// startWarmable starts the upstream and every contender for the scenario
+// name, and returns them with the small-response load that warms each up.
+// The caller stops them with r.stopAll.
+func (r *runner) startWarmable(cs []contender, name string) ([]*proc, loadScenario, string, error) {
+	dir := filepath.Join(r.out, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, loadScenario{}, "", err
+	}
+	up, err := r.startUpstream(dir)
+	if err != nil {
+		return nil, loadScenario{}, "", err
+	}
+	sc := loadScenario{path: "/small", conns: 64}
+	lua, err := r.luaScript(dir, 0)
+	if err != nil {
+		return nil, loadScenario{}, "", err
+	}
+	procs, err := r.startAll(cs, up, up.addr, dir)
+	return procs, sc, lua, err
+}
+
 // idleResult is one contender holding N idle keep-alive connections.
 type idleResult struct {
 	c            contender
@@ -345,21 +366,8 @@ type idleResult struct {
 // runIdle opens N idle keep-alive connections to each contender in turn and
 // reads its RSS before and while it holds them.
 func (r *runner) runIdle(ctx context.Context, cs []contender) ([]idleResult, error) {
-	dir := filepath.Join(r.out, "idle")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	defer r.stopAll()
-	up, err := r.startUpstream(dir)
-	if err != nil {
-		return nil, err
-	}
-	sc := loadScenario{path: "/small", conns: 64}
-	lua, err := r.luaScript(dir, 0)
-	if err != nil {
-		return nil, err
-	}
-	procs, err := r.startAll(cs, up, up.addr, dir)
+	procs, sc, lua, err := r.startWarmable(cs, "idle")
 	if err != nil {
 		return nil, err
 	}
@@ -453,21 +461,8 @@ type streamResult struct {
 // runStream downloads one large response through each contender in turn
 // and reads how far its RSS rose.
 func (r *runner) runStream(ctx context.Context, cs []contender) ([]streamResult, error) {
-	dir := filepath.Join(r.out, "stream")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	defer r.stopAll()
-	up, err := r.startUpstream(dir)
-	if err != nil {
-		return nil, err
-	}
-	sc := loadScenario{path: "/small", conns: 64}
-	lua, err := r.luaScript(dir, 0)
-	if err != nil {
-		return nil, err
-	}
-	procs, err := r.startAll(cs, up, up.addr, dir)
+	procs, sc, lua, err := r.startWarmable(cs, "stream")
 	if err != nil {
 		return nil, err
 	}
