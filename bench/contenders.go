@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,14 +97,30 @@ type runner struct {
 	seq      int
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago, chosen below the kernel's ephemeral range: a port from :0 could be
+// taken, between this close and a contender's bind, by one of the thousands
+// of outgoing connections the loads make (seen as "address already in use").
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	for range 200 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		return addr, nil
+	}
+	return "", errors.New("no free loopback port below the ephemeral range")
 }
 
 // spawn starts argv pinned to cpu with env added to a clean environment,
