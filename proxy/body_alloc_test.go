@@ -15,18 +15,19 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// serveTCP serves p on a loopback port with its own Server settings and
-// returns the address.
-func serveTCP(t *testing.T, p *Proxy) string {
+// dialProxyTo starts a fasthttp upstream serving h and a proxy in front of
+// it, both on real loopback sockets, and returns a client connection to the
+// proxy.
+func dialProxyTo(t *testing.T, h fasthttp.RequestHandler) net.Conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: fasthttpUpstream(t, h), Logger: quietLogger(),
+		Traffic: new(diag.Traffic)})
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.Server()
-	go srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // allocPerRequest runs one exchange a few times and returns the bytes the
@@ -48,25 +49,11 @@ func allocPerRequest(exchange func()) uint64 {
 // io.Copy allocates 32 KiB per request.
 func TestZeroAllocsUpload(t *testing.T) {
 	const size = 64 << 10
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	c := dialProxyTo(t, func(ctx *fasthttp.RequestCtx) {
 		if len(ctx.PostBody()) != size {
 			ctx.SetStatusCode(fasthttp.StatusBadRequest)
 		}
-	}}
-	go up.Serve(upLn)
-	t.Cleanup(func() { _ = up.Shutdown() })
-	p := New(Settings{Network: "tcp", Address: upLn.Addr().String(), Logger: quietLogger(),
-		Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
-	t.Cleanup(p.Close)
-	c, err := net.Dial("tcp", serveTCP(t, p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	})
 	br := bufio.NewReader(c)
 	req := append([]byte(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n", size)), make([]byte, size)...)
 	per := allocPerRequest(func() {
@@ -97,22 +84,7 @@ func TestZeroAllocsUpload(t *testing.T) {
 func TestZeroAllocsStreamedBody(t *testing.T) {
 	const size = 1 << 20
 	body := make([]byte, size)
-	upLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
-	go up.Serve(upLn)
-	t.Cleanup(func() { _ = up.Shutdown() })
-
-	p := New(Settings{Network: "tcp", Address: upLn.Addr().String(), Logger: quietLogger(),
-		Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
-	t.Cleanup(p.Close)
-	c, err := net.Dial("tcp", serveTCP(t, p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxyTo(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
 	br := bufio.NewReaderSize(c, 64<<10)
 	buf := make([]byte, 64<<10)
 	get := func() {

@@ -21,16 +21,22 @@ func quietLogger() *slog.Logger {
 
 // fastUpstream serves a 100-byte body with fasthttp on a loopback port.
 func fastUpstream(tb testing.TB) string {
+	body := make([]byte, 100)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	return fasthttpUpstream(tb, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
+}
+
+// fasthttpUpstream serves h with fasthttp on a loopback port and returns
+// its address.
+func fasthttpUpstream(tb testing.TB, h fasthttp.RequestHandler) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	body := make([]byte, 100)
-	for i := range body {
-		body[i] = 'a' + byte(i%26)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
+	srv := &fasthttp.Server{Handler: h}
 	go srv.Serve(ln)
 	tb.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
