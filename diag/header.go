@@ -20,6 +20,8 @@ type Diagnosis struct {
 	Elapsed           time.Duration // elapsed-ms, from the start of the exchange
 	Attempts          int           // attempts, when more than one connect was tried
 	Held              time.Duration // held-ms, time spent in the deploy-window hold
+	Recalled          bool          // no connect was tried: this repeats one that failed Age ago
+	Age               time.Duration // age-ms, with Recalled
 	HeaderSectionSize int           // header-section-size, bytes seen
 	Limit             int           // limit, the configured bound that was hit
 	TrippedBy         Cause         // tripped-by, the cause that opened the breaker
@@ -48,6 +50,9 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	}
 	if d.Held > 0 {
 		dst = appendIntParam(dst, "held-ms", d.Held.Milliseconds())
+	}
+	if d.Recalled {
+		dst = appendIntParam(dst, "age-ms", d.Age.Milliseconds())
 	}
 	if d.HeaderSectionSize > 0 {
 		dst = appendIntParam(dst, "header-section-size", int64(d.HeaderSectionSize))

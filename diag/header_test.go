@@ -22,6 +22,8 @@ func TestAppendHeader(t *testing.T) {
 			false, "breaker_open;elapsed-ms=0;tripped-by=connection_refused;retry-in-ms=4200"},
 		{"held", Diagnosis{Cause: SocketNotFound, Errno: syscall.ENOENT, Attempts: 51, Held: 5 * time.Second, Elapsed: 5 * time.Second},
 			false, "socket_not_found;errno=ENOENT;elapsed-ms=5000;attempts=51;held-ms=5000"},
+		{"remembered", Diagnosis{Cause: ConnectionRefused, Errno: syscall.ECONNREFUSED, Recalled: true},
+			false, "connection_refused;errno=ECONNREFUSED;elapsed-ms=0;age-ms=0"},
 		{"upstream status", Diagnosis{Cause: UpstreamStatus, ReceivedStatus: 502},
 			false, "upstream_status;received-status=502"},
 		{"exposed", Diagnosis{Cause: ConnectionRefused, Upstream: `unix:/run/a "b".sock`},

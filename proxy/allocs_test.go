@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
@@ -32,6 +33,16 @@ func TestZeroAllocs(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(500, func() { diagnose(p, x, err) }); n != 0 {
 			t.Errorf("diagnosis of a refused connect: %v allocs, want 0", n)
+		}
+	})
+	t.Run("remembered 502", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: closedAddrTB(t), Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+		p.pool.memo = time.Hour // every request after the first is answered from the memo
+		ctx := newCtx()
+		serveOnce(t, p, ctx, fasthttp.StatusBadGateway)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, fasthttp.StatusBadGateway) }); n != 0 {
+			t.Errorf("remembered refusal 502: %v allocs per request, want 0", n)
 		}
 	})
 	t.Run("breaker-open 503", func(t *testing.T) {

@@ -25,6 +25,9 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 		Held:     x.held,
 		Upstream: p.display,
 	}
+	if age, ok := remembered(err, x.start); ok {
+		x.d.Recalled, x.d.Age = true, age
+	}
 	switch cause {
 	case diag.HTTPResponseHeaderSectionSize:
 		x.d.Limit = p.pool.headerBytes

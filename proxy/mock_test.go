@@ -206,7 +206,8 @@ func blackholeAddr(t *testing.T) string {
 }
 
 // startProxy serves a Proxy for s on a loopback port and returns its address.
-func startProxy(t *testing.T, s Settings) (string, *Proxy) {
+// Each tune function adjusts the Proxy before it serves.
+func startProxy(t *testing.T, s Settings, tune ...func(*Proxy)) (string, *Proxy) {
 	t.Helper()
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -215,6 +216,9 @@ func startProxy(t *testing.T, s Settings) (string, *Proxy) {
 		s.Journal = new(diag.Journal)
 	}
 	p := New(s)
+	for _, f := range tune {
+		f(p)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -307,12 +307,12 @@ func (p *Proxy) connect(x *exchange) (*conn, error) {
 	if x.attempts > 1 {
 		now = time.Now()
 	}
-	c, err := p.pool.get(now)
+	c, err := p.pool.get(now, true)
 	// A request that may not be retried must not be sent on a connection
 	// the upstream closed while it was idle: check before using it.
 	for err == nil && c.reused && !retryable(&x.ctx.Request.Header) && !c.alive() {
 		p.pool.close(c)
-		c, err = p.pool.get(time.Now())
+		c, err = p.pool.get(time.Now(), true)
 	}
 	if err == nil || p.hold <= 0 || !holdable(err) {
 		return c, err
@@ -343,7 +343,7 @@ func (p *Proxy) connect(x *exchange) (*conn, error) {
 		}
 		t.Stop()
 		x.attempts++
-		c, err = p.pool.get(time.Now())
+		c, err = p.pool.get(time.Now(), false) // a held request dials: it waits for the app
 		if err == nil || !holdable(err) {
 			x.held = time.Since(holdStart)
 			return c, err

@@ -117,15 +117,25 @@ func BenchmarkProxiedGETParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkDiagnosed502 is the whole refused path: Go's net.Dial allocates
-// its error values; upmedic's own share is in BenchmarkDiagnosis.
+// BenchmarkDiagnosed502 is the whole refused path as served: one connect per
+// 100 ms (the refusal memo), every other request answered from it. The
+// "dial" case connects every time (memo off): Go's net.Dial allocates its
+// error values; upmedic's own share is in BenchmarkDiagnosis.
 func BenchmarkDiagnosed502(b *testing.B) {
-	p := New(Settings{Network: "tcp", Address: closedAddrTB(b), Logger: quietLogger(),
-		Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
-	ctx := newCtx()
-	b.ReportAllocs()
-	for b.Loop() {
-		serveOnce(b, p, ctx, fasthttp.StatusBadGateway)
+	for _, bc := range []struct {
+		name string
+		memo time.Duration
+	}{{"memo", refusalMemo}, {"dial", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := New(Settings{Network: "tcp", Address: closedAddrTB(b), Logger: quietLogger(),
+				Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+			p.pool.memo = bc.memo
+			ctx := newCtx()
+			b.ReportAllocs()
+			for b.Loop() {
+				serveOnce(b, p, ctx, fasthttp.StatusBadGateway)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,4 +147,51 @@ func serveBehaviour(t *testing.T, ln net.Listener, b behaviour) {
 			}()
 		}
 	}()
+}
+
+// A connect refused at once is remembered: the requests right after it get
+// the same diagnosis, marked with age-ms, without a connect of their own,
+// until a connect succeeds.
+func TestRefusalMemo(t *testing.T) {
+	addr := closedAddr(t)
+	proxyAddr, p := startProxy(t, Settings{Network: "tcp", Address: addr},
+		func(p *Proxy) { p.pool.memo = time.Hour }) // no expiry within the test
+	first := wantDiagnosis(t, get(t, proxyAddr, "/"), http.StatusBadGateway, diag.ConnectionRefused)
+	if _, ok := first["age-ms"]; ok {
+		t.Errorf("the first refusal is reported as remembered: %v", first)
+	}
+
+	ln, err := net.Listen("tcp", addr) // the app is back, but nobody has connected yet
+	if err != nil {
+		t.Skipf("the app's port was taken meanwhile: %v", err)
+	}
+	var accepted atomic.Int32
+	serveBehaviour(t, ln, func(c net.Conn) { accepted.Add(1); ok("back")(c) })
+	again := wantDiagnosis(t, get(t, proxyAddr, "/"), http.StatusBadGateway, diag.ConnectionRefused)
+	if age, err := strconv.Atoi(again["age-ms"]); err != nil || age < 0 || again["errno"] != "ECONNREFUSED" {
+		t.Errorf("remembered refusal: params %v", again)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("a remembered refusal connected %d times", n)
+	}
+
+	// A connect that does not recall (as a held request's) gets through and
+	// clears the memory; the next request connects again.
+	c, err := p.pool.get(time.Now(), false)
+	if err != nil {
+		t.Fatalf("fresh connect: %v", err)
+	}
+	p.pool.close(c)
+	if r := get(t, proxyAddr, "/"); r.StatusCode != 200 || string(r.body) != "back" {
+		t.Errorf("after a successful connect: %d %q %s", r.StatusCode, r.body, r.Header.Get(diag.HeaderDiagnosis))
+	}
+}
+
+// Slow connect failures are not remembered: each request tries its own.
+func TestConnectTimeoutNotRemembered(t *testing.T) {
+	addr, p := startProxy(t, Settings{Network: "tcp", Address: blackholeAddr(t), ConnectTimeout: 100 * time.Millisecond})
+	wantDiagnosis(t, get(t, addr, "/"), http.StatusGatewayTimeout, diag.ConnectionTimeout)
+	if r := p.pool.refused.Load(); r != nil {
+		t.Errorf("a connect timeout was remembered: %v", r)
+	}
 }

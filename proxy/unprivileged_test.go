@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/internal/sockfault"
@@ -202,10 +203,12 @@ func TestSocketPermissionDenied(t *testing.T) {
 		t.Errorf("errno = %q, want EACCES", params["errno"])
 	}
 
-	// The same socket made accessible: the unprivileged proxy gets through.
+	// The same socket made accessible: the unprivileged proxy gets through,
+	// once the refusal it remembers has aged out.
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(refusalMemo + 50*time.Millisecond)
 	if r := get(t, addr, "/"); r.StatusCode != 200 || string(r.body) != "ok" {
 		t.Errorf("after chmod 0666: %d %q", r.StatusCode, r.body)
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,6 +73,49 @@ type pool struct {
 
 	slots chan struct{} // a token per open connection
 	idle  chan *conn    // keep-alive connections ready for reuse
+
+	// refused is the last connect that failed at once (see memorable), nil
+	// after a connect succeeds; it is answered again for memo after it.
+	refused atomic.Pointer[refusal]
+	memo    time.Duration
+}
+
+// refusalMemo is how long a connect refused at once is answered again
+// without a new connect. A refusing upstream then costs one connect per
+// window instead of one per request; a restarted app is seen at most this
+// much later (the breaker and the health check make the same trade, coarser).
+const refusalMemo = 100 * time.Millisecond
+
+// refusal is a remembered connect failure. It wraps the original error, so
+// it classifies the same.
+type refusal struct {
+	err error
+	at  time.Time
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// remembered reports whether err is a refusal answered from the memo, and
+// how long ago that connect failed.
+func remembered(err error, now time.Time) (age time.Duration, ok bool) {
+	if r, ok := err.(*refusal); ok {
+		return max(now.Sub(r.at), 0), true
+	}
+	return 0, false
+}
+
+// memorable reports whether a connect that failed with err says the same to
+// every connect in the next moment: nothing listens, the socket file is
+// missing or forbidden, or the route is refused. Timeouts and DNS failures
+// are not remembered: they are rare per request, and slow by themselves.
+func memorable(err error) bool {
+	switch diag.ClassifyIn(diag.PhaseConnect, err) {
+	case diag.ConnectionRefused, diag.SocketNotFound, diag.SocketPermissionDenied,
+		diag.DestinationIPProhibited, diag.DestinationIPUnroutable:
+		return true
+	}
+	return false
 }
 
 func newPool(network, address string, maxConns int, connectTimeout time.Duration, headerBytes int, t *diag.Traffic) *pool {
@@ -80,17 +124,22 @@ func newPool(network, address string, maxConns int, connectTimeout time.Duration
 		connectTimeout: connectTimeout, headerBytes: headerBytes, traffic: t,
 		slots: make(chan struct{}, maxConns),
 		idle:  make(chan *conn, maxConns),
+		memo:  refusalMemo,
 	}
 }
 
 // get returns an idle connection or dials a new one. When all connections are
 // busy it waits for one until the connect deadline, then returns
-// diag.ErrConnectionLimit.
-func (p *pool) get(start time.Time) (*conn, error) {
+// diag.ErrConnectionLimit. With recall, a connect refused less than p.memo
+// before start is answered with that *refusal instead of a new connect.
+func (p *pool) get(start time.Time, recall bool) (*conn, error) {
 	select {
 	case c := <-p.idle:
 		return c, nil
 	default:
+	}
+	if r := p.refused.Load(); recall && r != nil && start.Sub(r.at) < p.memo {
+		return nil, r
 	}
 	select {
 	case p.slots <- struct{}{}:
@@ -115,7 +164,13 @@ func (p *pool) dial(start time.Time) (*conn, error) {
 	nc, err := d.Dial(p.network, p.address)
 	if err != nil {
 		<-p.slots
+		if memorable(err) {
+			p.refused.Store(&refusal{err: err, at: time.Now()})
+		}
 		return nil, err
+	}
+	if p.refused.Load() != nil {
+		p.refused.Store(nil)
 	}
 	p.traffic.ConnOpened()
 	c := &conn{nc: nc}
