@@ -359,9 +359,15 @@ type idleResult struct {
 	c            contender
 	opened, fail int
 	rssBefore    int64 // KiB
-	rssWith      int64 // KiB
+	rssOpening   int64 // KiB, the largest while the connections opened and made their request
+	rssWith      int64 // KiB, once they have been idle idleSettle
 	err          error
 }
+
+// idleSettle is how long the connections are left idle before RSS is read:
+// upmedic parks a connection idle for 1s and returns the memory of a batch
+// of parked ones 2s after the batch.
+const idleSettle = 4 * time.Second
 
 // runIdle opens N idle keep-alive connections to each contender in turn and
 // reads its RSS before and while it holds them.
@@ -383,10 +389,10 @@ func (r *runner) runIdle(ctx context.Context, cs []contender) ([]idleResult, err
 		}
 		time.Sleep(200 * time.Millisecond)
 		ir.rssBefore, _, _ = memKiB(p.pid)
-		ir.opened, ir.fail, ir.rssWith, ir.err = r.holdIdle(ctx, p)
+		ir.opened, ir.fail, ir.rssOpening, ir.rssWith, ir.err = r.holdIdle(ctx, p)
 		res[i] = ir
 		if r.opt.verbose {
-			fmt.Fprintf(os.Stderr, "  idle     %-18s opened %d: RSS %s -> %s MiB\n", c.name, ir.opened, mib(ir.rssBefore), mib(ir.rssWith))
+			fmt.Fprintf(os.Stderr, "  idle     %-18s opened %d: RSS %s -> %s while opening -> %s MiB idle\n", c.name, ir.opened, mib(ir.rssBefore), mib(ir.rssOpening), mib(ir.rssWith))
 		}
 		return nil
 	})
@@ -397,22 +403,22 @@ func (r *runner) runIdle(ctx context.Context, cs []contender) ([]idleResult, err
 }
 
 // holdIdle has a role-idle process open the connections, then reads p's
-// RSS while they are held, and lets them go.
-func (r *runner) holdIdle(ctx context.Context, p *proc) (opened, failed int, rss int64, err error) {
+// RSS while they open and once they have been idle, and lets them go.
+func (r *runner) holdIdle(ctx context.Context, p *proc) (opened, failed int, opening, rss int64, err error) {
 	cmd := exec.CommandContext(ctx, r.bins["taskset"], "-c", r.opt.loadCPU, r.self, "role-idle",
 		p.addr, strconv.Itoa(r.opt.idleConns), "/small", "90s")
 	cmd.SysProcAttr = pdeathsig()
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer func() {
 		stdin.Close()
@@ -425,25 +431,45 @@ func (r *runner) holdIdle(ctx context.Context, p *proc) (opened, failed int, rss
 			<-done
 		}
 	}()
+	stopSampling := make(chan struct{})
+	sampled := make(chan int64)
+	go func() {
+		var peak int64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			cur, _, _ := memKiB(p.pid)
+			peak = max(peak, cur)
+			select {
+			case <-stopSampling:
+				sampled <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	line, err := readLine(bufio.NewReader(stdout), 90*time.Second)
+	close(stopSampling)
+	opening = <-sampled
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("role-idle: %w", err)
+		return 0, 0, 0, 0, fmt.Errorf("role-idle: %w", err)
 	}
 	if _, err := fmt.Sscanf(line, "READY opened=%d failed=%d", &opened, &failed); err != nil {
-		return 0, 0, 0, fmt.Errorf("role-idle said %q", line)
+		return 0, 0, 0, 0, fmt.Errorf("role-idle said %q", line)
 	}
-	// Let the proxy settle (goroutines parked, buffers released), then
-	// take the largest of a few readings.
-	settle := 200 * time.Millisecond
+	// Leave the connections idle (upmedic parks them and returns their
+	// memory), then take the largest of a few readings.
+	settle := idleSettle
 	if r.opt.smoke {
-		settle = 50 * time.Millisecond
+		settle = 0
 	}
+	time.Sleep(settle)
 	for range 5 {
-		time.Sleep(settle)
+		time.Sleep(200 * time.Millisecond)
 		cur, _, _ := memKiB(p.pid)
 		rss = max(rss, cur)
 	}
-	return opened, failed, rss, nil
+	return opened, failed, max(opening, rss), rss, nil
 }
 
 // streamResult is one contender streaming one large response.

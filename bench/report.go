@@ -114,8 +114,8 @@ func (rep *report) markdown() string {
 	}
 	if len(rep.idle) > 0 {
 		fmt.Fprintf(&b, "\n## %d idle keep-alive connections from the front\n\n", o.idleConns)
-		b.WriteString("Each connection made one GET /small and stays open; RSS = VmRSS after a warm-up, then while holding them.\n\n")
-		b.WriteString("| proxy | opened | RSS before MiB | RSS holding MiB | KiB per connection |\n|---|--:|--:|--:|--:|\n")
+		fmt.Fprintf(&b, "Each connection made one GET /small and stays open. RSS = VmRSS after a warm-up; the largest while the connections opened and made their request; then after they were idle %v (upmedic parks a connection idle for 1s and returns the memory of a batch of parked ones 2s later).\n\n", idleSettle)
+		b.WriteString("| proxy | opened | RSS before MiB | RSS while opening MiB | RSS idle MiB | KiB per idle connection |\n|---|--:|--:|--:|--:|--:|\n")
 		for _, ir := range rep.idle {
 			per := 0.0
 			if ir.opened > 0 {
@@ -125,7 +125,7 @@ func (rep *report) markdown() string {
 			if ir.err != nil {
 				note = " (" + ir.err.Error() + ")"
 			}
-			fmt.Fprintf(&b, "| %s | %d%s | %s | %s | %.1f |\n", ir.c.name, ir.opened, note, mib(ir.rssBefore), mib(ir.rssWith), per)
+			fmt.Fprintf(&b, "| %s | %d%s | %s | %s | %s | %.1f |\n", ir.c.name, ir.opened, note, mib(ir.rssBefore), mib(ir.rssOpening), mib(ir.rssWith), per)
 		}
 	}
 	if len(rep.stream) > 0 {

@@ -219,11 +219,18 @@ func startProxy(t *testing.T, s Settings, tune ...func(*Proxy)) (string, *Proxy)
 	for _, f := range tune {
 		f(p)
 	}
+	t.Cleanup(p.Close) // after serve's cleanup, which runs first
+	return serve(t, p.Server()), p
+}
+
+// serve serves srv on a loopback port until the test ends and returns its
+// address.
+func serve(t *testing.T, srv *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.Server()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -232,9 +239,8 @@ func startProxy(t *testing.T, s Settings, tune ...func(*Proxy)) (string, *Proxy)
 	t.Cleanup(func() {
 		_ = srv.Shutdown()
 		<-done
-		p.Close()
 	})
-	return ln.Addr().String(), p
+	return ln.Addr().String()
 }
 
 // response is what a test client got.

@@ -167,14 +167,16 @@ func New(s Settings) *Proxy {
 	return p
 }
 
-// Server returns a fasthttp server that serves p with the options a
-// transparent proxy needs: no injected Server, Date or Content-Type headers,
-// streamed request bodies, no multipart pre-parsing, and in-flight requests
-// drained on shutdown. An idle keep-alive connection gives its write buffer
-// back to fasthttp's pool between requests (ReduceMemoryUsage; its read
-// buffer stays, because the request body streams from it).
-func (p *Proxy) Server() *fasthttp.Server {
-	return &fasthttp.Server{
+// Server returns the server that serves p to the front proxy: fasthttp with
+// the options a transparent proxy needs (no injected Server, Date or
+// Content-Type headers, streamed request bodies, no multipart pre-parsing,
+// in-flight requests drained on shutdown), whose keep-alive connections give
+// their write buffer back between requests (ReduceMemoryUsage) and park
+// when idle (see parkAfter).
+func (p *Proxy) Server() *Server {
+	s := &Server{idleTimeout: 75 * time.Second, // above nginx's keepalive_timeout 60s
+		parkAfter: parkAfter, parked: make(map[*frontConn]struct{})}
+	s.fh = &fasthttp.Server{
 		Handler:                      p.ServeHTTP,
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
@@ -184,9 +186,14 @@ func (p *Proxy) Server() *fasthttp.Server {
 		ReadBufferSize:               8192, // nginx's large_client_header_buffers line size
 		ReduceMemoryUsage:            true,
 		CloseOnShutdown:              true,
-		IdleTimeout:                  75 * time.Second, // above nginx's keepalive_timeout 60s
-		Logger:                       fasthttpLogger{p.log},
+		IdleTimeout:                  s.idleTimeout,
+		ConnState:                    s.connState,
+		// A worker whose connection parked ends soon, with its stack: a
+		// parked connection is served again by its own goroutine.
+		MaxIdleWorkerDuration: parkAfter,
+		Logger:                fasthttpLogger{p.log},
 	}
+	return s
 }
 
 // Close closes the idle upstream connections. Connections in use close when
