@@ -18,7 +18,7 @@ type collector struct {
 	version string
 
 	requests, diagnoses, upstreamUp, breakerState, requestDuration, probeDuration,
-	openConns, retries, aborted, buildInfo *prometheus.Desc
+	openConns, parked, retries, aborted, buildInfo *prometheus.Desc
 }
 
 // The values of upmedic_upstream_up and upmedic_breaker_state.
@@ -54,6 +54,8 @@ func newCollector(s Settings) *collector {
 			"Duration of active health probes, failed ones included.", nil, nil),
 		openConns: prometheus.NewDesc("upmedic_upstream_open_connections",
 			"Open connections to the upstream.", nil, nil),
+		parked: prometheus.NewDesc("upmedic_front_parked_connections",
+			"Keep-alive connections from the front idle for over 1s, waiting for a request without buffers.", nil, nil),
 		retries: prometheus.NewDesc("upmedic_keepalive_retries_total",
 			"Requests retried on a fresh connection after a reused one turned out closed by the upstream.", nil, nil),
 		aborted: prometheus.NewDesc("upmedic_aborted_responses_total",
@@ -69,6 +71,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.diagnoses
 	ch <- c.requestDuration
 	ch <- c.openConns
+	ch <- c.parked
 	ch <- c.retries
 	ch <- c.aborted
 	ch <- c.buildInfo
@@ -93,6 +96,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- constHistogram(c.requestDuration, c.traffic.Latency())
 	ch <- prometheus.MustNewConstMetric(c.openConns, prometheus.GaugeValue, float64(c.traffic.OpenConns()))
+	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(c.traffic.ParkedConns()))
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(c.traffic.Retries()))
 	ch <- prometheus.MustNewConstMetric(c.aborted, prometheus.CounterValue, float64(c.traffic.Aborts()))
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.version)

@@ -71,6 +71,8 @@ func TestMetrics(t *testing.T) {
 		traffic.ConnOpened()
 	}
 	traffic.ConnClosed()
+	traffic.Parked(5)
+	traffic.Parked(-1)
 
 	journal := new(diag.Journal)
 	now := time.Now()
@@ -119,6 +121,7 @@ func TestMetrics(t *testing.T) {
 		{"upmedic_upstream_up", nil, 0},
 		{"upmedic_breaker_state", nil, 2},
 		{"upmedic_upstream_open_connections", nil, 2},
+		{"upmedic_front_parked_connections", nil, 4},
 		{"upmedic_build_info", []string{"version", "v1.2.3"}, 1},
 	}
 	for _, g := range gauges {

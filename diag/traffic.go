@@ -12,6 +12,7 @@ type Traffic struct {
 	byStatus  [600]atomic.Uint64
 	latency   Histogram
 	openConns atomic.Int64
+	parked    atomic.Int64
 	retries   atomic.Uint64
 	aborted   atomic.Uint64
 }
@@ -40,6 +41,15 @@ func (t *Traffic) ConnOpened() {
 func (t *Traffic) ConnClosed() {
 	if t != nil {
 		t.openConns.Add(-1)
+	}
+}
+
+// Parked adds n (negative: removes) to the number of parked front
+// connections: keep-alive connections from the front waiting, without
+// buffers, for their next request.
+func (t *Traffic) Parked(n int) {
+	if t != nil {
+		t.parked.Add(int64(n))
 	}
 }
 
@@ -79,6 +89,9 @@ func (t *Traffic) Statuses() []StatusCount {
 
 // OpenConns returns the number of open upstream connections.
 func (t *Traffic) OpenConns() int64 { return t.openConns.Load() }
+
+// ParkedConns returns the number of parked front connections.
+func (t *Traffic) ParkedConns() int64 { return t.parked.Load() }
 
 // Retries returns the number of keep-alive race retries.
 func (t *Traffic) Retries() uint64 { return t.retries.Load() }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/upmedic/upmedic/diag"
 	"github.com/valyala/fasthttp"
 )
 
@@ -37,6 +38,7 @@ const (
 // the connections that are in use.
 type Server struct {
 	fh          *fasthttp.Server
+	traffic     *diag.Traffic // counts the parked connections
 	idleTimeout time.Duration // fasthttp's IdleTimeout
 	parkAfter   time.Duration // parkAfter, but for tests
 
@@ -63,6 +65,7 @@ func (s *Server) ShutdownWithContext(ctx context.Context) error {
 	for c := range s.parked {
 		_ = c.Conn.Close() // its waiting goroutine sees the error and ends
 	}
+	s.traffic.Parked(-len(s.parked))
 	clear(s.parked)
 	s.mu.Unlock()
 	return s.fh.ShutdownWithContext(ctx)
@@ -106,6 +109,7 @@ func (s *Server) park(c *frontConn) {
 		return
 	}
 	s.parked[c] = struct{}{}
+	s.traffic.Parked(1)
 	s.mu.Unlock()
 	if s.parks.Add(1) == trimBatch {
 		time.AfterFunc(trimDelay, s.trim)
@@ -131,7 +135,10 @@ func (s *Server) wait(c *frontConn) {
 	_ = c.setReadDeadline(c.idleUntil)
 	n, err := c.Conn.Read(c.first[:])
 	s.mu.Lock()
-	delete(s.parked, c)
+	if _, ok := s.parked[c]; ok { // else Shutdown took it out
+		delete(s.parked, c)
+		s.traffic.Parked(-1)
+	}
 	stopping := s.stopping
 	s.mu.Unlock()
 	if err != nil || n == 0 || stopping {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // keepAlive is a client connection that sends requests one after another.
@@ -71,7 +73,7 @@ var pathAndBody = respond(func(req *http.Request, body []byte) string {
 func startParking(t *testing.T, idleTimeout time.Duration) (string, *Server) {
 	t.Helper()
 	up := newFakeUpstream(t, "tcp", pathAndBody)
-	_, p := startProxy(t, Settings{Network: "tcp", Address: up.address()})
+	_, p := startProxy(t, Settings{Network: "tcp", Address: up.address(), Traffic: new(diag.Traffic)})
 	srv := p.Server()
 	srv.parkAfter = 50 * time.Millisecond
 	srv.idleTimeout, srv.fh.IdleTimeout = idleTimeout, idleTimeout
@@ -85,6 +87,9 @@ func TestParkedConnectionWakes(t *testing.T) {
 	k := dialKeepAlive(t, addr)
 	k.roundTrip("GET /one HTTP/1.1\r\nHost: x\r\n\r\n", "GET /one:")
 	waitFor(t, "the connection to park", func() bool { return srv.Parked() == 1 })
+	if n := srv.traffic.ParkedConns(); n != 1 {
+		t.Errorf("parked connections counted: %d, want 1", n)
+	}
 
 	k.roundTrip("POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "POST /two:hello")
 	waitFor(t, "the connection to park again", func() bool { return srv.Parked() == 1 })
@@ -125,7 +130,7 @@ func TestNewConnectionParksAndTimesOut(t *testing.T) {
 // Shutdown closes parked connections and returns.
 func TestShutdownClosesParked(t *testing.T) {
 	up := newFakeUpstream(t, "tcp", pathAndBody)
-	p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger()})
+	p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger(), Traffic: new(diag.Traffic)})
 	defer p.Close()
 	srv := p.Server()
 	srv.parkAfter = 50 * time.Millisecond
@@ -148,7 +153,7 @@ func TestShutdownClosesParked(t *testing.T) {
 	if n, err := k.c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Errorf("parked connection after Shutdown: read %d, %v; want it closed", n, err)
 	}
-	if n := srv.Parked(); n != 0 {
-		t.Errorf("%d connections still parked", n)
+	if n, counted := srv.Parked(), srv.traffic.ParkedConns(); n != 0 || counted != 0 {
+		t.Errorf("%d connections still parked, %d counted", n, counted)
 	}
 }

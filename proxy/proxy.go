@@ -175,7 +175,7 @@ func New(s Settings) *Proxy {
 // when idle (see parkAfter).
 func (p *Proxy) Server() *Server {
 	s := &Server{idleTimeout: 75 * time.Second, // above nginx's keepalive_timeout 60s
-		parkAfter: parkAfter, parked: make(map[*frontConn]struct{})}
+		parkAfter: parkAfter, parked: make(map[*frontConn]struct{}), traffic: p.traffic}
 	s.fh = &fasthttp.Server{
 		Handler:                      p.ServeHTTP,
 		NoDefaultServerHeader:        true,
