@@ -56,6 +56,7 @@ var (
 	cNginx64k = contender{name: "nginx-nobuf-64k", kind: "nginx", streaming: true, bigBuffers: true,
 		note: "nginx-nobuf with proxy_buffer_size 64k, proxy_buffers 8 64k (tuned; not a default)"}
 	cHTTPUtil  = contender{name: "httputil", kind: "httputil", note: "net/http + httputil.ReverseProxy, GOMAXPROCS=1"}
+	cEpoll     = contender{name: "epoll-floor", kind: "epoll", note: "a Go event loop of its own (one locked thread, epoll, no netpoller): bodyless GETs and small answers only; the 100-byte scenario only"}
 	cDirect    = contender{name: "direct (no proxy)", kind: "direct", note: "wrk straight to the upstream; CPU is the upstream's"}
 	proxiesAll = []contender{cUpmedic, cFastHTTP, cNginxBuf, cNginxOff, cHAProxy, cCaddy, cHTTPUtil}
 
@@ -274,7 +275,7 @@ func (r *runner) start(c contender, upstream *proc, upAddr, dir string) (*proc, 
 		}
 		argv = []string{r.bins["caddy"], "run", "--config", conf}
 		env = []string{"GOMAXPROCS=1", "HOME=" + cdir, "XDG_CONFIG_HOME=" + cdir, "XDG_DATA_HOME=" + cdir}
-	case "httputil", "fasthttp":
+	case "httputil", "fasthttp", "epoll":
 		argv = []string{r.self, "role-" + c.kind, addr, upAddr}
 		env = []string{"GOMAXPROCS=1"}
 	default:

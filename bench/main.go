@@ -153,7 +153,7 @@ func (r *runner) runAll(ctx context.Context) error {
 	want := func(s string) bool { return slices.Contains(strings.Split(o.scenarios, ","), s) }
 	withDirect := append([]contender{cDirect}, proxiesAll...)
 	loads := []loadScenario{
-		{key: "small", title: "100-byte responses, 64 connections", path: "/small", conns: 64, contenders: withDirect},
+		{key: "small", title: "100-byte responses, 64 connections", path: "/small", conns: 64, contenders: append(slices.Clone(withDirect), cEpoll)},
 		{key: "large", title: "1 MiB responses, 16 connections", path: "/1m", conns: 16, contenders: append(withDirect, cNginx64k)},
 		{key: "upload", title: "64 KiB uploads (POST), 16 connections", path: "/upload", conns: 16, bodyBytes: uploadBytes, contenders: proxiesAll},
 		{key: "refused", title: "upstream refusing connections, 64 connections: each proxy's own answer", path: "/small", conns: 64, refused: true,

@@ -28,6 +28,7 @@ var roles = map[string]func(args []string) error{
 	"role-upstream": roleUpstream,
 	"role-httputil": roleHTTPUtil,
 	"role-fasthttp": roleFastHTTP,
+	"role-epoll":    roleEpoll,
 	"role-idle":     roleIdle,
 	"role-get":      roleGet,
 }
