@@ -170,6 +170,38 @@ func healthy(t *testing.T, row *reportRow) {
 	}
 	alone := s.alone.get(t, "/")
 	fill(row, via, alone)
+
+	// nginx keeps its connection to upmedic open (keepalive); idle for a
+	// second, upmedic parks it. The next request wakes it and reaches the
+	// app whole, and nginx sees nothing amiss.
+	s.waitParked(t)
+	again := s.via.get(t, "/method")
+	wantClean(t, again, http.StatusOK)
+	if string(again.body) != "GET\n" || len(again.errors) > 0 {
+		t.Errorf("after parking: the app got method %q; error.log %q", again.body, again.errors)
+	}
+}
+
+// waitParked waits until upmedic reports a parked front connection.
+func (s *stack) waitParked(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.admin + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(body), "\n") {
+				if v, ok := strings.CutPrefix(line, "upmedic_front_parked_connections "); ok && v != "0" {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no front connection parked within 15s (metrics: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func appNotRunning(t *testing.T, row *reportRow) {

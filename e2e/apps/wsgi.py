@@ -5,6 +5,7 @@ Standard library only, so Debian's gunicorn with /usr/bin/python3 runs it.
     /                   200 "hello from gunicorn"
     /sleep?s=N          sleeps N seconds (float), then 200
     /cookies?kib=N      200 with about N KiB of Set-Cookie header fields
+    /method             200 with the request's method: what reached the app
 """
 
 import time
@@ -19,6 +20,9 @@ def app(environ, start_response):
         seconds = float(query.get("s", ["1"])[0])
         time.sleep(seconds)
         return _text(start_response, "slept %gs\n" % seconds)
+
+    if path == "/method":
+        return _text(start_response, environ.get("REQUEST_METHOD", "") + "\n")
 
     if path == "/cookies":
         kib = int(query.get("kib", ["40"])[0])
