@@ -157,3 +157,56 @@ func TestShutdownClosesParked(t *testing.T) {
 		t.Errorf("%d connections still parked, %d counted", n, counted)
 	}
 }
+
+// Many connections parking and waking at once, some requests arriving just
+// as the park deadline passes: every request is answered, in order, whole.
+func TestParkingUnderChurn(t *testing.T) {
+	up := newFakeUpstream(t, "tcp", pathAndBody)
+	_, p := startProxy(t, Settings{Network: "tcp", Address: up.address(), Traffic: new(diag.Traffic)})
+	srv := p.Server()
+	srv.parkAfter = 10 * time.Millisecond
+	addr := serve(t, srv)
+	const conns, rounds = 24, 6
+	errs := make(chan error, conns)
+	for i := range conns {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // open until the parking is counted
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			br := bufio.NewReader(c)
+			for r := range rounds {
+				// 0-20ms apart: before, around and after the park deadline.
+				time.Sleep(time.Duration((i*7+r*5)%21) * time.Millisecond)
+				path := fmt.Sprintf("/c%d/r%d", i, r)
+				if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+					errs <- err
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", path, err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || resp.StatusCode != 200 || string(body) != "GET "+path+":" {
+					errs <- fmt.Errorf("%s: %d %q %v", path, resp.StatusCode, body, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	waitFor(t, "every connection to park", func() bool { return srv.Parked() == conns })
+	if n := srv.traffic.ParkedConns(); n != conns {
+		t.Errorf("parked connections counted: %d, want %d", n, conns)
+	}
+}
