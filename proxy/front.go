@@ -208,7 +208,7 @@ func (c *frontConn) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
-	if n == 0 && isTimeout(err) && c.s.parkAfter < c.s.idleTimeout {
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && c.s.parkAfter < c.s.idleTimeout {
 		c.parking.Store(true)
 		return 0, io.EOF
 	}
@@ -248,8 +248,4 @@ func (c *frontConn) Close() error {
 		return nil
 	}
 	return c.Conn.Close()
-}
-
-func isTimeout(err error) bool {
-	return errors.Is(err, os.ErrDeadlineExceeded)
 }
