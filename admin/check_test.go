@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // serveAdmin serves h on network ("tcp" or "unix") until the test ends and
@@ -94,7 +95,7 @@ func TestCheckOtherAnswers(t *testing.T) {
 
 func TestCheckUnreachable(t *testing.T) {
 	tests := []struct{ name, addr string }{
-		{"tcp refused", refusedAddr(t)},
+		{"tcp refused", sockfault.ClosedTCPAddr(t)},
 		{"unix missing", "unix:" + filepath.Join(t.TempDir(), "none.sock")},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // waitFor is how long a test waits on a channel before it fails.
@@ -64,7 +64,7 @@ func runChecker(t *testing.T, s health.Settings) *health.Checker {
 func downChecker(t *testing.T) *health.Checker {
 	t.Helper()
 	states := make(flips, 4)
-	c := runChecker(t, health.Settings{Address: refusedAddr(t), Fall: 1, Interval: time.Hour,
+	c := runChecker(t, health.Settings{Address: sockfault.ClosedTCPAddr(t), Fall: 1, Interval: time.Hour,
 		Logger: slog.New(states)})
 	select {
 	case s := <-states:
@@ -109,18 +109,6 @@ func openBreaker(t *testing.T, openFor time.Duration) *health.Breaker {
 		t.Fatal("breaker did not open")
 	}
 	return b
-}
-
-// refusedAddr returns a TCP address nothing listens on: bound, then closed.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // get serves GET path on h and returns the status and body.

@@ -121,19 +121,6 @@ func replyAndHold(resp string) func(net.Conn, <-chan struct{}) {
 	}
 }
 
-// closedTCPAddr returns a 127.0.0.1 address nothing listens on: bound, then
-// closed, so a connect gets ECONNREFUSED.
-func closedTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // ---- asserting on reports ----
 
 // probeResult is a report as the CLI prints it: JSON and text.
@@ -271,7 +258,7 @@ func TestProbeConnectOnly(t *testing.T) {
 }
 
 func TestProbeRefusedTCP(t *testing.T) {
-	addr := closedTCPAddr(t)
+	addr := sockfault.ClosedTCPAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: addr, HealthPath: "/healthz"}))
 	res.healthy(t, false)
@@ -966,7 +953,7 @@ func TestProbeSettingsDefaults(t *testing.T) {
 }
 
 func TestProbeWriteText(t *testing.T) {
-	r := Probe(t.Context(), ProbeSettings{Address: closedTCPAddr(t), HealthPath: "/healthz"})
+	r := Probe(t.Context(), ProbeSettings{Address: sockfault.ClosedTCPAddr(t), HealthPath: "/healthz"})
 	var plain, color bytes.Buffer
 	if err := r.WriteText(&plain, false); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // quiet returns a logger that drops everything.
@@ -159,7 +160,7 @@ func TestCheckerStatusClasses(t *testing.T) {
 }
 
 func TestCheckerFallFromUnknown(t *testing.T) {
-	st := newStepper(t, Settings{Address: refusedAddr(t), Fall: 3, Logger: quiet()})
+	st := newStepper(t, Settings{Address: sockfault.ClosedTCPAddr(t), Fall: 3, Logger: quiet()})
 	for i, want := range []State{Unknown, Unknown, Down} {
 		if got := st.step().State; got != want {
 			t.Fatalf("after %d refused probes: %v, want %v", i+1, got, want)
@@ -400,7 +401,7 @@ func TestCheckerCancelDuringProbe(t *testing.T) {
 }
 
 func TestCheckerRunTwicePanics(t *testing.T) {
-	c := NewChecker(Settings{Address: refusedAddr(t), Interval: time.Hour, Logger: quiet()})
+	c := NewChecker(Settings{Address: sockfault.ClosedTCPAddr(t), Interval: time.Hour, Logger: quiet()})
 	c.running.Store(true) // as if Run were running
 	defer func() {
 		if r := recover(); r == nil {

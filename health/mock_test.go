@@ -198,18 +198,6 @@ func readHead(r *bufio.Reader) (string, error) {
 	}
 }
 
-// refusedAddr returns a TCP address nothing listens on: bound, then closed.
-func refusedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // stepper runs a Checker whose probes the test triggers one at a time.
 type stepper struct {
 	t      *testing.T

@@ -8,6 +8,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/internal/sockfault"
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,7 +37,7 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	})
 	t.Run("remembered 502", func(t *testing.T) {
-		p := New(Settings{Network: "tcp", Address: closedAddrTB(t), Logger: quietLogger(),
+		p := New(Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(t), Logger: quietLogger(),
 			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
 		p.pool.memo = time.Hour // every request after the first is answered from the memo
 		ctx := newCtx()
@@ -54,7 +55,7 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	})
 	t.Run("unhealthy 503", func(t *testing.T) {
-		p := New(Settings{Network: "tcp", Address: closedAddrTB(t), Health: downHealth{}, Logger: quietLogger(),
+		p := New(Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(t), Health: downHealth{}, Logger: quietLogger(),
 			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
 		ctx := newCtx()
 		serveOnce(t, p, ctx, fasthttp.StatusServiceUnavailable)

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // Each cause of the table produced by a real socket-level fault.
 
 func TestConnectionRefused(t *testing.T) {
-	addr, _ := startProxy(t, Settings{Network: "tcp", Address: closedAddr(t)})
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(t)})
 	r := get(t, addr, "/")
 	params := wantDiagnosis(t, r, http.StatusBadGateway, diag.ConnectionRefused)
 	if params["errno"] != "ECONNREFUSED" {
@@ -32,7 +33,7 @@ func TestConnectionRefused(t *testing.T) {
 }
 
 func TestExposeDetails(t *testing.T) {
-	up := closedAddr(t)
+	up := sockfault.ClosedTCPAddr(t)
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up, ExposeDetails: true})
 	r := send(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n")
 	params := wantDiagnosis(t, r, http.StatusBadGateway, diag.ConnectionRefused)

@@ -160,19 +160,6 @@ func (u *fakeUpstream) stall(s string) behaviour {
 	}
 }
 
-// closedAddr returns a loopback TCP address nothing listens on: bound, then
-// closed, so a connect gets ECONNREFUSED.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // blackholeAddr returns a loopback TCP address whose connects never finish:
 // a listener with backlog 0 whose accept queue is already filled by one
 // connection nobody accepts, so Linux drops further SYNs.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/internal/sockfault"
 	"github.com/valyala/fasthttp"
 )
 
@@ -68,19 +69,9 @@ func serveOnce(tb testing.TB, p *Proxy, ctx *fasthttp.RequestCtx, want int) {
 // openBreaker returns a breaker opened by real refused connections.
 func openBreaker(tb testing.TB) (*health.Breaker, *Proxy) {
 	b := health.NewBreaker(health.BreakerSettings{Failures: 1, OpenFor: time.Hour, Logger: quietLogger()})
-	p := New(Settings{Network: "tcp", Address: closedAddrTB(tb), Breaker: b, Logger: quietLogger(), Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+	p := New(Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(tb), Breaker: b, Logger: quietLogger(), Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
 	serveOnce(tb, p, newCtx(), fasthttp.StatusBadGateway) // opens it
 	return b, p
-}
-
-func closedAddrTB(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // downHealth is a health checker that says the upstream is down.
@@ -127,7 +118,7 @@ func BenchmarkDiagnosed502(b *testing.B) {
 		memo time.Duration
 	}{{"memo", refusalMemo}, {"dial", 0}} {
 		b.Run(bc.name, func(b *testing.B) {
-			p := New(Settings{Network: "tcp", Address: closedAddrTB(b), Logger: quietLogger(),
+			p := New(Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(b), Logger: quietLogger(),
 				Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
 			p.pool.memo = bc.memo
 			ctx := newCtx()
@@ -160,7 +151,7 @@ func BenchmarkBreakerOpen503(b *testing.B) {
 
 // refusedExchange returns an exchange and the real error of a refused dial.
 func refusedExchange(tb testing.TB) (*Proxy, *exchange, error) {
-	addr := closedAddrTB(tb)
+	addr := sockfault.ClosedTCPAddr(tb)
 	_, err := net.Dial("tcp", addr)
 	if err == nil {
 		tb.Fatal("dial to a closed port succeeded")

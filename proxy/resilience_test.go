@@ -10,12 +10,13 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // A hold that spans a restart of the app: every request sent while nothing
 // listened gets the app's 200 once it is back.
 func TestHoldSpansRestart(t *testing.T) {
-	addr := closedAddr(t)
+	addr := sockfault.ClosedTCPAddr(t)
 	proxyAddr, p := startProxy(t, Settings{Network: "tcp", Address: addr, Hold: 10 * time.Second})
 	results := make(chan *response, 3)
 	for range 3 {
@@ -39,7 +40,7 @@ func TestHoldSpansRestart(t *testing.T) {
 // A hold that outlasts UPMEDIC_HOLD answers with the real cause, counting
 // the attempts and the time held.
 func TestHoldExpires(t *testing.T) {
-	addr, _ := startProxy(t, Settings{Network: "tcp", Address: closedAddr(t), Hold: 350 * time.Millisecond})
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: sockfault.ClosedTCPAddr(t), Hold: 350 * time.Millisecond})
 	params := wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.ConnectionRefused)
 	attempts, _ := strconv.Atoi(params["attempts"])
 	held, _ := strconv.Atoi(params["held-ms"])
@@ -66,7 +67,7 @@ func TestFailFastWhileUnhealthy(t *testing.T) {
 // With a hold set, a down health state does not fail fast: the request is
 // held, and wakes at once when health flips up.
 func TestHoldWakesOnHealthUp(t *testing.T) {
-	addr := closedAddr(t)
+	addr := sockfault.ClosedTCPAddr(t)
 	h := downHealth{up: make(chan struct{})}
 	proxyAddr, p := startProxy(t, Settings{Network: "tcp", Address: addr, Hold: 10 * time.Second, Health: h})
 	result := make(chan *response, 1)
@@ -153,7 +154,7 @@ func serveBehaviour(t *testing.T, ln net.Listener, b behaviour) {
 // the same diagnosis, marked with age-ms, without a connect of their own,
 // until a connect succeeds.
 func TestRefusalMemo(t *testing.T) {
-	addr := closedAddr(t)
+	addr := sockfault.ClosedTCPAddr(t)
 	proxyAddr, p := startProxy(t, Settings{Network: "tcp", Address: addr},
 		func(p *Proxy) { p.pool.memo = time.Hour }) // no expiry within the test
 	first := wantDiagnosis(t, get(t, proxyAddr, "/"), http.StatusBadGateway, diag.ConnectionRefused)

@@ -181,19 +181,7 @@ func TestSocketPermissionDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() { // an app that would answer, if only it could be reached
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				ok("ok")(c)
-			}()
-		}
-	}()
+	serveBehaviour(t, ln, ok("ok"))               // an app that would answer, if only it could be reached
 	if err := os.Chmod(path, 0o600); err != nil { // owned by root, as a php-fpm default
 		t.Fatal(err)
 	}

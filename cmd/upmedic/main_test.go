@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -26,7 +28,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"version", []string{"version"}, nil, 0, "upmedic "},
 		{"env lists every variable", []string{"env"}, nil, 0, "UPMEDIC_SHUTDOWN_TIMEOUT"},
 		{"check with admin disabled", []string{"check"}, []string{"UPMEDIC_ADMIN_LISTEN="}, 2, "disabled"},
-		{"check with nothing listening", []string{"check"}, []string{"UPMEDIC_ADMIN_LISTEN=" + closedAddr(t)}, 1, "not ready"},
+		{"check with nothing listening", []string{"check"}, []string{"UPMEDIC_ADMIN_LISTEN=" + sockfault.ClosedTCPAddr(t)}, 1, "not ready"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -117,15 +119,6 @@ func TestServe(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not drain and return")
 	}
-}
-
-func closedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func TestDemo(t *testing.T) {

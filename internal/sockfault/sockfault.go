@@ -1,8 +1,9 @@
 // Package sockfault makes real kernel-made socket faults for upmedic's tests:
-// a connect(2) that the kernel refuses with an errno, as an SELinux denial,
-// systemd's IPAddressDeny= or a container's seccomp profile do, and a network
-// namespace in which no address is routable. Both change the whole process
-// for good, so tests apply them in a child process made for the purpose.
+// a closed port, a connect(2) that the kernel refuses with an errno, as an
+// SELinux denial, systemd's IPAddressDeny= or a container's seccomp profile
+// do, and a network namespace in which no address is routable. The last two
+// change the whole process for good, so tests apply them in a child process
+// made for the purpose.
 package sockfault
 
 import (
