@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -68,8 +69,9 @@ type Settings struct {
 type HealthState interface {
 	// Down reports whether the upstream is known to be down.
 	Down() bool
-	// LastCause is the cause of the last failed probe.
-	LastCause() diag.Cause
+	// LastFailure is the cause and the errno (0 if none) of the last
+	// failed probe.
+	LastFailure() (diag.Cause, syscall.Errno)
 	// NextProbe is when the next probe starts.
 	NextProbe() time.Time
 	// WaitUp returns a channel closed when the upstream next comes up.
@@ -238,7 +240,8 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	switch {
 	case p.hold <= 0 && p.health != nil && p.health.Down():
 		cause = diag.UpstreamUnhealthy
-		x.d = diag.Diagnosis{Cause: cause, LastCause: p.health.LastCause(),
+		lastCause, errno := p.health.LastFailure()
+		x.d = diag.Diagnosis{Cause: cause, LastCause: lastCause, Errno: errno,
 			RetryIn: max(time.Until(p.health.NextProbe()), 0)}
 	case p.breaker != nil:
 		var ran bool

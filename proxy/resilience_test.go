@@ -56,7 +56,7 @@ func TestFailFastWhileUnhealthy(t *testing.T) {
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Health: downHealth{}})
 	r := get(t, addr, "/")
 	params := wantDiagnosis(t, r, http.StatusServiceUnavailable, diag.UpstreamUnhealthy)
-	if params["last-cause"] != "connection_refused" || r.Header.Get("Retry-After") != "2" {
+	if params["last-cause"] != "connection_refused" || params["errno"] != "ECONNREFUSED" || r.Header.Get("Retry-After") != "2" {
 		t.Errorf("params %v, Retry-After %q", params, r.Header.Get("Retry-After"))
 	}
 	if up.accepted() != 0 {
