@@ -253,12 +253,17 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	default:
 		cause = x.run()
 	}
-	if cause.IsFailure() {
+	switch {
+	case cause.IsFailure():
 		x.d.Elapsed = time.Since(x.start)
 		if cause == diag.UpstreamUnhealthy || cause == diag.BreakerOpen {
 			p.journal.Record(x.start, &x.d, diag.PhaseConnect, false)
 		}
 		p.answer(x)
+	case cause == diag.UpstreamStatus:
+		// The app's own 5xx: counted and kept like every diagnosis, though
+		// the breaker took it for a success (the app answered).
+		p.journal.Record(x.start, &x.d, diag.PhaseHeader, false)
 	}
 	p.traffic.Done(ctx.Response.StatusCode(), time.Since(x.start))
 
