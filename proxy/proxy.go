@@ -33,7 +33,7 @@ type Settings struct {
 	Host string
 
 	ConnectTimeout         time.Duration // dial limit; zero means 2s
-	ResponseTimeout        time.Duration // until the response header; zero means 30s
+	ResponseTimeout        time.Duration // until the response header; zero means 45s
 	ReadTimeout            time.Duration // longest silence in a body; zero means 30s
 	MaxResponseHeaderBytes int           // zero means 4096
 	// BufferBytes is the largest Content-Length received whole before the
@@ -114,7 +114,9 @@ func New(s Settings) *Proxy {
 		s.ConnectTimeout = 2 * time.Second
 	}
 	if s.ResponseTimeout <= 0 {
-		s.ResponseTimeout = 30 * time.Second
+		// Above gunicorn's default kill timer (30s), below nginx's default
+		// proxy_read_timeout (60s): with every default, upmedic answers.
+		s.ResponseTimeout = 45 * time.Second
 	}
 	if s.ReadTimeout <= 0 {
 		s.ReadTimeout = 30 * time.Second
