@@ -105,6 +105,7 @@ func envRows(environ []string, image map[string]string) (rows []envRow, problems
 			r.Default = "(empty)"
 		}
 		given, set := vars[f.Var]
+		imageValue, inImage := image[f.Var]
 		r.Value = showValue(v.FieldByName(f.Field))
 		switch {
 		case refused[f.Var]:
@@ -115,7 +116,7 @@ func envRows(environ []string, image map[string]string) (rows []envRow, problems
 			r.From = fromDefault
 		case strings.TrimSpace(given) == "" && f.Default != "" && f.Var != envPrefix+"ADMIN_LISTEN":
 			r.From = fromEmpty // env/v11 falls back to the default
-		case image != nil && image[f.Var] == given:
+		case inImage && imageValue == given:
 			r.From = fromImage
 		default:
 			r.From = fromEnvironment

@@ -93,7 +93,8 @@ func TestEnvShowsWhatServeRefuses(t *testing.T) {
 // A value the image's ENV set is told apart from one given with -e.
 func TestEnvTellsTheImagesENV(t *testing.T) {
 	image := parseImageEnv("UPMEDIC_LISTEN=0.0.0.0:8080,UPMEDIC_ADMIN_LISTEN=0.0.0.0:9901")
-	rows, problems := envRows([]string{"UPMEDIC_UPSTREAM=unix:/run/app/app.sock", "UPMEDIC_LISTEN=0.0.0.0:8080", "UPMEDIC_ADMIN_LISTEN=127.0.0.1:9901"}, image)
+	rows, problems := envRows([]string{"UPMEDIC_UPSTREAM=unix:/run/app/app.sock", "UPMEDIC_LISTEN=0.0.0.0:8080",
+		"UPMEDIC_ADMIN_LISTEN=127.0.0.1:9901", "UPMEDIC_HEALTH_PATH="}, image)
 	if problems != nil {
 		t.Fatal(problems)
 	}
@@ -101,8 +102,9 @@ func TestEnvTellsTheImagesENV(t *testing.T) {
 	for _, r := range rows {
 		from[r.Var] = r.From
 	}
-	if from["UPMEDIC_LISTEN"] != "image ENV" || from["UPMEDIC_ADMIN_LISTEN"] != "environment" || from["UPMEDIC_UPSTREAM"] != "environment" {
-		t.Errorf("from: LISTEN %q, ADMIN_LISTEN %q (overridden with -e), UPSTREAM %q", from["UPMEDIC_LISTEN"], from["UPMEDIC_ADMIN_LISTEN"], from["UPMEDIC_UPSTREAM"])
+	if from["UPMEDIC_LISTEN"] != "image ENV" || from["UPMEDIC_ADMIN_LISTEN"] != "environment" || from["UPMEDIC_UPSTREAM"] != "environment" ||
+		from["UPMEDIC_HEALTH_PATH"] != "environment" || from["UPMEDIC_CONNECT_TIMEOUT"] != "default" {
+		t.Errorf("from: %v; want LISTEN from the image, ADMIN_LISTEN (overridden with -e), UPSTREAM and HEALTH_PATH (set empty) from the environment", from)
 	}
 }
 
