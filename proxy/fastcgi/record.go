@@ -235,6 +235,9 @@ func (r *Reader) End() EndRequest { return r.end }
 // ErrTruncatedRecord; read errors of the connection (deadlines, resets) come
 // back as they are.
 func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err // sticky, also after a failure inside a record
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -262,7 +265,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
-		for r.n == 0 {
+		for r.n == 0 || r.err != nil {
 			if errors.Is(r.err, io.EOF) {
 				return total, nil
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -430,5 +431,48 @@ func TestParseHeader(t *testing.T) {
 	}
 	if TypeGetValuesResult.String() != "FCGI_GET_VALUES_RESULT" || RecordType(0).String() != "unknown" || RecordType(200).String() != "unknown" {
 		t.Error("RecordType.String")
+	}
+}
+
+// A deadline inside a record is sticky: the Reader does not resume reading
+// a record it lost track of.
+func TestReaderStickyAfterTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	release := make(chan struct{})
+	defer close(release)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, rec(TypeStdout, 1, "Status: 200\r\n\r\nbody")[:12])
+		<-release
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var r Reader
+	r.Reset(bufio.NewReader(conn), 1)
+	p := make([]byte, 64)
+	if n, err := r.Read(p); err != nil || string(p[:n]) != "Stat" {
+		t.Fatalf("first Read = %q, %v", p[:n], err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(-time.Second)) // already past: the next read fails at once
+	if _, err := r.Read(p); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if n, err := r.Read(p); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Read after the deadline error = %d, %v; want it again", n, err)
+	}
+	if n, err := r.WriteTo(io.Discard); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("WriteTo after the deadline error = %d, %v", n, err)
 	}
 }
