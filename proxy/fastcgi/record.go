@@ -204,7 +204,7 @@ type Reader struct {
 	// catch_workers_output). Reset empties it and gives it 2 KiB when it has
 	// no capacity; set a larger capacity once to keep more.
 	Stderr []byte
-	// StderrLen counts all STDERR content bytes, kept or not.
+	// StderrLen counts the STDERR content bytes received, kept or not.
 	StderrLen int64
 }
 
@@ -380,11 +380,11 @@ func (r *Reader) check(h Header) error {
 
 // stderr keeps what fits of n bytes of STDERR content and skips the rest.
 func (r *Reader) stderr(n int) error {
-	r.StderrLen += int64(n)
 	for n > 0 {
 		b, err := r.br.Peek(min(n, r.br.Size()))
 		keep := min(len(b), cap(r.Stderr)-len(r.Stderr))
 		r.Stderr = append(r.Stderr, b[:keep]...)
+		r.StderrLen += int64(len(b))
 		_, _ = r.br.Discard(len(b))
 		n -= len(b)
 		if err != nil && n > 0 {
