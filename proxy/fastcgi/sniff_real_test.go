@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -122,11 +123,13 @@ http {
 	})
 }
 
-// startProc starts cmd, its output to the test's stderr, and stops it by
-// its PID (SIGTERM, then SIGKILL after 5 s) when the test ends.
+// startProc starts cmd, its output kept for the test's log if it fails,
+// and stops it by its PID (SIGTERM, then SIGKILL after 5 s) when the test
+// ends.
 func startProc(t *testing.T, cmd *exec.Cmd) chan struct{} {
 	t.Helper()
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -144,8 +147,30 @@ func startProc(t *testing.T, cmd *exec.Cmd) chan struct{} {
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		if t.Failed() {
+			t.Logf("%s's output:\n%s", cmd.Path, out.String())
+		}
 	})
 	return done
+}
+
+// lockedBuffer is a bytes.Buffer that a process's output copier and the
+// test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitDial waits until network/addr accepts, failing t if the process
