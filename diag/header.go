@@ -31,7 +31,7 @@ type Diagnosis struct {
 	TrippedBy         Cause         // tripped-by, the cause that opened the breaker
 	LastCause         Cause         // last-cause, the last failed health probe
 	RetryIn           time.Duration // retry-in-ms, until the next trial or probe
-	ReceivedStatus    int           // received-status, for UpstreamStatus
+	ReceivedStatus    int           // received-status, for the Passthrough causes
 	Upstream          string        // upstream, only with EXPOSE_DETAILS
 }
 
@@ -41,7 +41,7 @@ type Diagnosis struct {
 // dst has room.
 func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	dst = append(dst, d.Cause.String()...)
-	if d.Cause == UpstreamStatus {
+	if d.Cause.Passthrough() {
 		return appendIntParam(dst, "received-status", int64(d.ReceivedStatus))
 	}
 	if !d.LastCause.IsFailure() {
@@ -90,10 +90,11 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 
 // AppendProxyStatus appends d as an RFC 9209 Proxy-Status member named name
 // (an sf-token) to dst: `name; error=<type>; details="..."`, or
-// `name; received-status=N` for a passed-through upstream 5xx.
+// `name; received-status=N` for a passed-through answer of the upstream's
+// own (a Passthrough cause).
 func (d *Diagnosis) AppendProxyStatus(dst []byte, name string) []byte {
 	dst = append(dst, name...)
-	if d.Cause == UpstreamStatus {
+	if d.Cause.Passthrough() {
 		return appendIntParam(dst, "received-status", int64(d.ReceivedStatus))
 	}
 	dst = append(dst, ";error="...)
