@@ -1,8 +1,13 @@
 # upmedic's container image: one static binary in an otherwise empty image.
 #
 #   docker build -t upmedic --build-arg VERSION="$(git describe --always)" .
+#   buildah bud --format docker -t upmedic --build-arg VERSION="$(git describe --always)" .
+#   podman build --format docker -t upmedic --build-arg VERSION="$(git describe --always)" .
 #   docker run --rm -e UPMEDIC_UPSTREAM=unix:/run/app/app.sock \
 #       -v app-sock:/run/app upmedic
+#
+# buildah and podman build OCI images unless told --format docker, and the
+# OCI image format has no HEALTHCHECK: they drop it below with only a warning.
 #
 # The end-to-end suite (e2e/image_test.go) replays the build stage's RUN
 # lines to build the binary it tests, and builds the final stage as it is
@@ -18,9 +23,11 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 # Static (CGO_ENABLED=0: no libc in the final image), no build paths in the
-# binary (-trimpath), no symbol table or DWARF (-s -w), and the version that
-# `upmedic version` prints.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/rootfs/upmedic ./cmd/upmedic
+# binary (-trimpath), no symbol table or DWARF (-s -w), the version that
+# `upmedic version` prints, and the final stage's ENV (main.imageEnv), so
+# that `upmedic env` can tell the values the image set from those given with
+# -e: keep it equal to the ENV below (the e2e suite checks).
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.imageEnv=UPMEDIC_LISTEN=0.0.0.0:8080,UPMEDIC_ADMIN_LISTEN=0.0.0.0:9901" -o /out/rootfs/upmedic ./cmd/upmedic
 # A name for the non-root user the image runs as, for ps and for tools that
 # look the uid up. upmedic itself needs no home and no shell.
 RUN mkdir -p /out/rootfs/etc \

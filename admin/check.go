@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 )
 
@@ -14,17 +16,21 @@ import (
 const maxReasonBytes = 512
 
 // Check asks the admin API at addr whether upmedic is ready, for `upmedic
-// check` (a Docker HEALTHCHECK in an image with no curl). addr is
-// "host:port" (an empty host means this machine) or "unix:/path/to.sock". It
-// returns nil when GET /readyz answers 200. Otherwise its error's text is
-// one line: for a 503, the reason /readyz gave ("upstream down:
-// connection_refused"); for another status, the status and the body's first
-// line; when the API could not be asked, "ask <addr>: <why>". ctx bounds the
-// whole check: give it a deadline.
+// check` (a Docker HEALTHCHECK in an image with no curl). addr is the admin
+// API's listen address: "host:port" or "unix:/path/to.sock". A host that
+// means all interfaces (0.0.0.0, [::] or none) is asked on loopback
+// (127.0.0.1 or [::1]). It returns nil when GET /readyz answers 200.
+// Otherwise its error's text is one line: for a 503, the reason /readyz gave
+// ("upstream down: connection_refused"); for another status, the status and
+// the body's first line; when the API could not be asked, "ask <address
+// dialled>: <why>", naming no other address. ctx bounds the whole check:
+// give it a deadline.
 func Check(ctx context.Context, addr string) error {
-	network, address := "tcp", addr
+	network, address, note := "tcp", dialAddress(addr), ""
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, address = "unix", path
+	} else if address != addr {
+		note = " (loopback: the admin API listens on all interfaces)"
 	}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -42,7 +48,11 @@ func Check(ctx context.Context, addr string) error {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return fmt.Errorf("ask %s: %w", addr, err)
+		shown := addr
+		if network == "tcp" {
+			shown = address
+		}
+		return fmt.Errorf("ask %s%s: %w", shown, note, askError(err))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReasonBytes))
@@ -71,4 +81,37 @@ func firstLine(b []byte) string {
 		}
 		return r
 	}, line)
+}
+
+// dialAddress returns the address to dial for a TCP listen address: a host
+// that means all interfaces becomes loopback of the same family.
+func dialAddress(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch host {
+	case "", "0.0.0.0":
+		return net.JoinHostPort("127.0.0.1", port)
+	case "::":
+		return net.JoinHostPort("::1", port)
+	}
+	return addr
+}
+
+// askError strips from an http.Client error what names an address again
+// ("Get \"http://localhost/readyz\": dial tcp 127.0.0.1:9901: "): the system
+// call and its errno ("connect: connection refused"), or that no answer came
+// in time.
+func askError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return errors.New("no answer in time")
+	}
+	if se, ok := errors.AsType[*os.SyscallError](err); ok {
+		return se
+	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
 }

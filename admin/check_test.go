@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/upmedic/upmedic/health"
 	"github.com/upmedic/upmedic/internal/sockfault"
@@ -94,16 +96,56 @@ func TestCheckOtherAnswers(t *testing.T) {
 }
 
 func TestCheckUnreachable(t *testing.T) {
-	tests := []struct{ name, addr string }{
-		{"tcp refused", sockfault.ClosedTCPAddr(t)},
-		{"unix missing", "unix:" + filepath.Join(t.TempDir(), "none.sock")},
+	closed := sockfault.ClosedTCPAddr(t)
+	_, port, _ := net.SplitHostPort(closed)
+	missing := "unix:" + filepath.Join(t.TempDir(), "none.sock")
+	tests := []struct {
+		name, addr string
+		want       string // the error's exact start
+	}{
+		{"tcp refused", closed, "ask " + closed + ": connect: connection refused"},
+		{"unix missing", missing, "ask " + missing + ": connect: no such file or directory"},
+		// The image's UPMEDIC_ADMIN_LISTEN=0.0.0.0:9901: the check dials
+		// loopback and names only that.
+		{"all interfaces", "0.0.0.0:" + port, "ask 127.0.0.1:" + port + " (loopback: the admin API listens on all interfaces): connect: connection refused"},
+		{"no host", ":" + port, "ask 127.0.0.1:" + port + " (loopback: the admin API listens on all interfaces): connect: "},
+		{"all IPv6 interfaces", "[::]:" + port, "ask [::1]:" + port + " (loopback: the admin API listens on all interfaces): "},
 	}
+	hostPort := regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]*\]:\d+|localhost`)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Check(checkCtx(t), tt.addr)
-			if err == nil || !strings.HasPrefix(err.Error(), "ask "+tt.addr+": ") || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("Check = %v, want one line starting \"ask %s: \"", err, tt.addr)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Check = %v, want one line starting %q", err, tt.want)
+			}
+			if got := hostPort.FindAllString(err.Error(), -1); len(got) > 1 {
+				t.Errorf("Check = %q names %d addresses %q, want only the one dialled", err, len(got), got)
 			}
 		})
+	}
+}
+
+// An admin API that accepts and never answers: the check ends with its
+// context and says so, without the request URL.
+func TestCheckNoAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done); ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		<-done // hold the connection, silent, until the test ends
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = Check(ctx, ln.Addr().String())
+	if want := "ask " + ln.Addr().String() + ": no answer in time"; err == nil || err.Error() != want {
+		t.Fatalf("Check = %v, want %q", err, want)
 	}
 }

@@ -36,6 +36,11 @@ const (
 	// UpstreamStatus is not a failure of the hop: the upstream itself
 	// answered with a 5xx, which upmedic passes through and labels.
 	UpstreamStatus
+	// ScriptNotFound and ScriptAccessDenied are not failures of the hop
+	// either: PHP-FPM answered 404 or 403, which upmedic passes through and
+	// labels with why, from PHP-FPM's STDERR.
+	ScriptNotFound
+	ScriptAccessDenied
 	// ProxyInternalError is an upstream error that no other cause explains.
 	// Seeing it means Classify has a gap: please report the logged error.
 	ProxyInternalError
@@ -108,6 +113,10 @@ var causeTable = [numCauses]causeInfo{
 		"circuit breaker is open",
 		"the circuit breaker opened after UPMEDIC_BREAKER_FAILURES consecutive failures (see tripped-by); one trial request goes through after UPMEDIC_BREAKER_OPEN_FOR."},
 	UpstreamStatus: {"upstream_status", 0, "", "", "the app itself answered with this 5xx; see its own log."},
+	ScriptNotFound: {"script_not_found", 0, "", "",
+		"PHP-FPM found no file at SCRIPT_FILENAME (\"Primary script unknown\"): UPMEDIC_FASTCGI_ROOT joined with the request path. Either the script does not exist, or UPMEDIC_FASTCGI_ROOT is not the document root as PHP-FPM sees it (another container, chroot or mount namespace: compare the script path in upmedic's log and /status with PHP-FPM's file system)."},
+	ScriptAccessDenied: {"script_access_denied", 0, "", "",
+		"PHP-FPM refused to run the file because its extension is not in security.limit_extensions (default .php); with cgi.fix_pathinfo=1 a path such as /uploads/a.jpg/x.php names a.jpg. Let nginx serve uploads and static files (try_files) so that only .php reaches PHP-FPM; add the extension to security.limit_extensions only if the file really is PHP."},
 	ProxyInternalError: {"proxy_internal_error", http.StatusBadGateway, "proxy_internal_error",
 		"unclassified upstream error",
 		"upmedic could not classify this upstream error; its log line has the details."},
@@ -117,11 +126,11 @@ var causeTable = [numCauses]causeInfo{
 func (c Cause) String() string { return c.info().name }
 
 // Status returns the HTTP status upmedic answers with for c. It is 0 for
-// UpstreamStatus, whose status is the upstream's own.
+// the Passthrough causes, whose status is the upstream's own.
 func (c Cause) Status() int { return c.info().status }
 
-// ProxyStatusError returns c's RFC 9209 error type, or "" for None and
-// UpstreamStatus.
+// ProxyStatusError returns c's RFC 9209 error type, or "" for None and the
+// Passthrough causes.
 func (c Cause) ProxyStatusError() string { return c.info().rfc }
 
 // Details returns a short client-safe description of c: no paths, addresses
@@ -131,9 +140,15 @@ func (c Cause) Details() string { return c.info().detail }
 // Hint returns what the operator should check or change for c.
 func (c Cause) Hint() string { return c.info().hint }
 
-// IsFailure reports whether c is a failure of the hop to the upstream (not
-// None, not a passed-through UpstreamStatus).
-func (c Cause) IsFailure() bool { return c != None && c != UpstreamStatus && c < numCauses }
+// IsFailure reports whether c is a failure of the hop to the upstream: not
+// None, not a Passthrough cause.
+func (c Cause) IsFailure() bool { return c != None && c < numCauses && !c.Passthrough() }
+
+// Passthrough reports whether c labels an answer of the upstream's own that
+// upmedic passes through with its status (UpstreamStatus, ScriptNotFound,
+// ScriptAccessDenied): the diagnosis headers then carry received-status
+// and no Proxy-Status error. These are the rows of status 0.
+func (c Cause) Passthrough() bool { return c != None && c < numCauses && causeTable[c].status == 0 }
 
 // RetryAfter reports whether upmedic's answer for c carries Retry-After.
 func (c Cause) RetryAfter() bool { return c == UpstreamUnhealthy || c == BreakerOpen }

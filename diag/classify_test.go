@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -157,11 +158,44 @@ func TestCauseTable(t *testing.T) {
 		if back, ok := ParseCause(name); !ok || back != c {
 			t.Errorf("ParseCause(%q) = %v", name, back)
 		}
-		if c == UpstreamStatus {
+		if c.Passthrough() {
+			if c.Status() != 0 || c.ProxyStatusError() != "" || c.Details() != "" || c.Hint() == "" || c.IsFailure() || c.RetryAfter() {
+				t.Errorf("%s: a passthrough row has a status, an error type or no hint", name)
+			}
 			continue
+		}
+		if !c.IsFailure() {
+			t.Errorf("%s: not a failure", name)
 		}
 		if c.Status() < 500 || c.ProxyStatusError() == "" || c.Details() == "" || c.Hint() == "" {
 			t.Errorf("%s: incomplete row", name)
+		}
+	}
+}
+
+// The causes that label an answer of the upstream's own: UpstreamStatus and
+// PHP-FPM's two, which are no failure of the hop and name what to check.
+func TestPassthroughCauses(t *testing.T) {
+	var got []string
+	for _, c := range Causes() {
+		if c.Passthrough() {
+			got = append(got, c.String())
+		}
+	}
+	if want := "upstream_status script_not_found script_access_denied"; strings.Join(got, " ") != want {
+		t.Errorf("passthrough causes %q, want %s", got, want)
+	}
+	if None.Passthrough() || Cause(200).Passthrough() || ConnectionRefused.Passthrough() {
+		t.Error("Passthrough of None, an unknown cause or a failure")
+	}
+	for c, words := range map[Cause][]string{
+		ScriptNotFound:     {"SCRIPT_FILENAME", "UPMEDIC_FASTCGI_ROOT", "Primary script unknown"},
+		ScriptAccessDenied: {"security.limit_extensions", "try_files"},
+	} {
+		for _, w := range words {
+			if !strings.Contains(c.Hint(), w) {
+				t.Errorf("%s: hint does not name %s", c, w)
+			}
 		}
 	}
 }

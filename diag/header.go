@@ -15,8 +15,12 @@ const (
 // Diagnosis is one explained failure: a cause and the facts that go with it
 // as structured-field parameters. A zero field is left out of the header.
 type Diagnosis struct {
-	Cause             Cause
-	Errno             syscall.Errno // errno=ECONNREFUSED
+	Cause Cause
+	// Errno is the errno parameter (errno=ECONNREFUSED). With LastCause it
+	// is the errno of that last failed probe and follows last-cause, so that
+	// "socket_permission_denied;errno=EACCES" reads the same in the 502 of
+	// a failed connect and in the 503 upstream_unhealthy it turns into.
+	Errno             syscall.Errno
 	Elapsed           time.Duration // elapsed-ms, from the start of the exchange
 	Attempts          int           // attempts, when more than one connect was tried
 	Held              time.Duration // held-ms, time spent in the deploy-window hold
@@ -27,7 +31,7 @@ type Diagnosis struct {
 	TrippedBy         Cause         // tripped-by, the cause that opened the breaker
 	LastCause         Cause         // last-cause, the last failed health probe
 	RetryIn           time.Duration // retry-in-ms, until the next trial or probe
-	ReceivedStatus    int           // received-status, for UpstreamStatus
+	ReceivedStatus    int           // received-status, for the Passthrough causes
 	Upstream          string        // upstream, only with EXPOSE_DETAILS
 }
 
@@ -37,12 +41,11 @@ type Diagnosis struct {
 // dst has room.
 func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	dst = append(dst, d.Cause.String()...)
-	if d.Cause == UpstreamStatus {
+	if d.Cause.Passthrough() {
 		return appendIntParam(dst, "received-status", int64(d.ReceivedStatus))
 	}
-	if name := ErrnoName(d.Errno); name != "" {
-		dst = append(dst, ";errno="...)
-		dst = append(dst, name...)
+	if !d.LastCause.IsFailure() {
+		dst = appendErrno(dst, d.Errno)
 	}
 	dst = appendIntParam(dst, "elapsed-ms", d.Elapsed.Milliseconds())
 	if d.Attempts > 1 {
@@ -67,6 +70,7 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	if d.LastCause.IsFailure() {
 		dst = append(dst, ";last-cause="...)
 		dst = append(dst, d.LastCause.String()...)
+		dst = appendErrno(dst, d.Errno)
 	}
 	if d.RetryIn > 0 {
 		dst = appendIntParam(dst, "retry-in-ms", d.RetryIn.Milliseconds())
@@ -86,10 +90,11 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 
 // AppendProxyStatus appends d as an RFC 9209 Proxy-Status member named name
 // (an sf-token) to dst: `name; error=<type>; details="..."`, or
-// `name; received-status=N` for a passed-through upstream 5xx.
+// `name; received-status=N` for a passed-through answer of the upstream's
+// own (a Passthrough cause).
 func (d *Diagnosis) AppendProxyStatus(dst []byte, name string) []byte {
 	dst = append(dst, name...)
-	if d.Cause == UpstreamStatus {
+	if d.Cause.Passthrough() {
 		return appendIntParam(dst, "received-status", int64(d.ReceivedStatus))
 	}
 	dst = append(dst, ";error="...)
@@ -97,6 +102,15 @@ func (d *Diagnosis) AppendProxyStatus(dst []byte, name string) []byte {
 	if details := d.Cause.Details(); details != "" {
 		dst = append(dst, ";details="...)
 		dst = AppendString(dst, details)
+	}
+	return dst
+}
+
+// appendErrno appends the errno parameter, nothing for 0.
+func appendErrno(dst []byte, errno syscall.Errno) []byte {
+	if name := ErrnoName(errno); name != "" {
+		dst = append(dst, ";errno="...)
+		dst = append(dst, name...)
 	}
 	return dst
 }

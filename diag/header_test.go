@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,8 +25,16 @@ func TestAppendHeader(t *testing.T) {
 			false, "socket_not_found;errno=ENOENT;elapsed-ms=5000;attempts=51;held-ms=5000"},
 		{"remembered", Diagnosis{Cause: ConnectionRefused, Errno: syscall.ECONNREFUSED, Recalled: true},
 			false, "connection_refused;errno=ECONNREFUSED;elapsed-ms=0;age-ms=0"},
+		{"unhealthy, errno beside the probe's cause", Diagnosis{Cause: UpstreamUnhealthy, LastCause: SocketPermissionDenied, Errno: syscall.EACCES, RetryIn: 1840 * time.Millisecond},
+			false, "upstream_unhealthy;elapsed-ms=0;last-cause=socket_permission_denied;errno=EACCES;retry-in-ms=1840"},
+		{"unhealthy, last cause with no errno", Diagnosis{Cause: UpstreamUnhealthy, LastCause: HTTPResponseTimeout},
+			false, "upstream_unhealthy;elapsed-ms=0;last-cause=http_response_timeout"},
 		{"upstream status", Diagnosis{Cause: UpstreamStatus, ReceivedStatus: 502},
 			false, "upstream_status;received-status=502"},
+		{"script not found", Diagnosis{Cause: ScriptNotFound, ReceivedStatus: 404, Elapsed: 3 * time.Millisecond},
+			false, "script_not_found;received-status=404"},
+		{"script access denied, exposed", Diagnosis{Cause: ScriptAccessDenied, ReceivedStatus: 403, Upstream: "fastcgi://unix:/run/php.sock"},
+			true, "script_access_denied;received-status=403"},
 		{"exposed", Diagnosis{Cause: ConnectionRefused, Upstream: `unix:/run/a "b".sock`},
 			true, `connection_refused;elapsed-ms=0;upstream="unix:/run/a \"b\".sock";hint="` + strings.ReplaceAll(ConnectionRefused.Hint(), `"`, `\"`) + `"`},
 	} {
@@ -34,6 +43,12 @@ func TestAppendHeader(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+	for _, d := range []Diagnosis{{Cause: ScriptNotFound, ReceivedStatus: 404}, {Cause: ScriptAccessDenied, ReceivedStatus: 403}} {
+		want := "upmedic;received-status=" + strconv.Itoa(d.ReceivedStatus)
+		if got := string(d.AppendProxyStatus(nil, "upmedic")); got != want {
+			t.Errorf("Proxy-Status for %s = %s, want %s (no error)", d.Cause, got, want)
+		}
 	}
 	d := Diagnosis{Cause: HTTPResponseTimeout}
 	if got := string(d.AppendProxyStatus(nil, "upmedic")); got != `upmedic;error=http_response_timeout;details="upstream sent no response header in time"` {

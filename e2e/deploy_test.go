@@ -3,14 +3,19 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -73,6 +78,16 @@ func TestSystemdUnit(t *testing.T) {
 	if len(svc["SupplementaryGroups"]) == 0 {
 		t.Error("[Service] has no SupplementaryGroups= for the app socket's group")
 	}
+	// The group of upmedic's own unix socket, which nginx's workers must
+	// join: the unit and the README name the same one.
+	readme := readFile(t, filepath.Join(repo, "README.md"))
+	if g := svc["Group"]; len(g) != 1 || g[0] == "" || !strings.Contains(readme, "Group="+g[0]) ||
+		!strings.Contains(readme, "usermod -aG "+g[0]+" www-data") {
+		t.Errorf("[Service] Group=%q: want one static group, the one README.md tells nginx's user to join", g)
+	}
+	if u := svc["UMask"]; len(u) != 1 || u[0] != "0077" {
+		t.Errorf("[Service] UMask=%q, want 0077 (UPMEDIC_LISTEN_MODE sets the socket's mode whatever it is)", u)
+	}
 	if len(u["Install"]["WantedBy"]) == 0 {
 		t.Error("[Install] has no WantedBy=")
 	}
@@ -102,8 +117,11 @@ func TestSystemdUnit(t *testing.T) {
 // compose is the part of a Compose file the test reads.
 type compose struct {
 	Services map[string]struct {
-		Image       string
-		Build       *struct{ Context, Dockerfile string }
+		Image string
+		Build *struct {
+			Context, Dockerfile string
+			DockerfileInline    string `yaml:"dockerfile_inline"`
+		}
 		Command     yaml.Node
 		Environment map[string]string
 		Volumes     []string
@@ -116,23 +134,59 @@ type compose struct {
 	Volumes map[string]any
 }
 
+// readCompose reads examples/docker-compose.yml.
+func readCompose(t *testing.T) compose {
+	t.Helper()
+	repo, _ := dirs(t)
+	var c compose
+	if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join(repo, "examples", "docker-compose.yml"))), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// command returns a service's command as one string.
+func (c *compose) command(service string) string {
+	cmd := c.Services[service].Command
+	var b strings.Builder
+	for _, n := range append([]*yaml.Node{&cmd}, cmd.Content...) {
+		b.WriteString(n.Value + " ")
+	}
+	return b.String()
+}
+
 // TestComposeExample checks examples/docker-compose.yml against the files it
-// uses: nginx mounts the repository's own testdata/nginx files, upmedic
-// shares nginx's network namespace and listens where the snippet's upstream
-// points, and upmedic and the app share the socket's volume and group.
+// uses: nginx mounts the repository's own testdata/nginx files, with
+// upmedic.conf over the image's conf.d/default.conf (whose server would
+// otherwise be the default); upmedic shares nginx's network namespace and
+// listens where the snippet's upstream points; upmedic and the app share the
+// socket's volume and group; the app's image is built with gunicorn in it,
+// nothing is installed when it starts.
 func TestComposeExample(t *testing.T) {
 	repo, _ := dirs(t)
 	examples := filepath.Join(repo, "examples")
-	var c compose
-	if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join(examples, "docker-compose.yml"))), &c); err != nil {
-		t.Fatal(err)
-	}
+	c := readCompose(t)
 	nginx, up, app := c.Services["nginx"], c.Services["upmedic"], c.Services["app"]
-	if nginx.Image == "" || app.Image == "" || up.Build == nil {
-		t.Fatalf("want services nginx (image), app (image) and upmedic (build); got %+v", c.Services)
+	if nginx.Image == "" || app.Build == nil || up.Build == nil {
+		t.Fatalf("want services nginx (image), app (build) and upmedic (build); got %+v", c.Services)
 	}
 	if _, err := os.Stat(filepath.Join(examples, up.Build.Context, up.Build.Dockerfile)); err != nil {
 		t.Errorf("upmedic's build: %v", err)
+	}
+	// The app: Debian's gunicorn installed at build time, the suite's WSGI
+	// app copied in from the build context.
+	if !strings.Contains(app.Build.DockerfileInline, "apt-get install -y --no-install-recommends gunicorn") {
+		t.Errorf("the app's build does not install gunicorn:\n%s", app.Build.DockerfileInline)
+	}
+	for _, line := range strings.Split(app.Build.DockerfileInline, "\n") {
+		if src, ok := strings.CutPrefix(strings.TrimSpace(line), "COPY "); ok {
+			if _, err := os.Stat(filepath.Join(examples, app.Build.Context, strings.Fields(src)[0])); err != nil {
+				t.Errorf("the app's build copies %q: %v", src, err)
+			}
+		}
+	}
+	if cmd := c.command("app"); strings.Contains(cmd, "pip") || strings.Contains(cmd, "apt-get") || !strings.HasPrefix(cmd, " gunicorn ") {
+		t.Errorf("the app's command installs something or is not gunicorn: %q", cmd)
 	}
 
 	// nginx's mounts exist and cover the three testdata/nginx files.
@@ -150,7 +204,7 @@ func TestComposeExample(t *testing.T) {
 	}
 	for ctr, file := range map[string]string{
 		"/etc/nginx/nginx.conf":                  "nginx.conf",
-		"/etc/nginx/conf.d/upmedic.conf":         "upmedic.conf",
+		"/etc/nginx/conf.d/default.conf":         "upmedic.conf",
 		"/etc/nginx/snippets/upmedic-proxy.conf": "upmedic-proxy.conf",
 	} {
 		if mounted[ctr] != filepath.Join(repo, "testdata", "nginx", file) {
@@ -190,14 +244,11 @@ func TestComposeExample(t *testing.T) {
 	if _, ok := c.Volumes[vol]; !ok {
 		t.Errorf("volume %q is not declared", vol)
 	}
-	var cmd strings.Builder
-	for _, n := range append([]*yaml.Node{&app.Command}, app.Command.Content...) {
-		cmd.WriteString(n.Value + " ")
+	cmd := c.command("app")
+	if !strings.Contains(cmd, "unix:"+sock) {
+		t.Errorf("the app's command does not bind %s: %q", sock, cmd)
 	}
-	if !strings.Contains(cmd.String(), "unix:"+sock) {
-		t.Errorf("the app's command does not bind %s: %q", sock, cmd.String())
-	}
-	if m := regexp.MustCompile(`--group (\d+)`).FindStringSubmatch(cmd.String()); m == nil || len(up.GroupAdd) != 1 || up.GroupAdd[0] != m[1] {
+	if m := regexp.MustCompile(`--group (\d+)`).FindStringSubmatch(cmd); m == nil || len(up.GroupAdd) != 1 || up.GroupAdd[0] != m[1] {
 		t.Errorf("the app's socket group %q and upmedic's group_add %q differ", m, up.GroupAdd)
 	}
 	if !up.ReadOnly || len(up.CapDrop) == 0 || up.CapDrop[0] != "ALL" {
@@ -205,19 +256,66 @@ func TestComposeExample(t *testing.T) {
 	}
 }
 
-// pod is the part of a Kubernetes Pod the test reads.
-type pod struct {
-	Kind string
-	Spec struct {
-		SecurityContext struct {
-			FSGroup *int64 `yaml:"fsGroup"`
-		} `yaml:"securityContext"`
-		Volumes []struct {
-			Name     string
-			EmptyDir *struct{} `yaml:"emptyDir"`
-		}
-		Containers []k8sContainer
+// podSpec is the part of a Kubernetes pod spec the tests read.
+type podSpec struct {
+	TerminationGracePeriodSeconds *int64 `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               struct {
+		FSGroup *int64 `yaml:"fsGroup"`
+	} `yaml:"securityContext"`
+	Volumes []struct {
+		Name     string
+		EmptyDir *struct{} `yaml:"emptyDir"`
 	}
+	Containers []k8sContainer
+}
+
+// k8sObject is the part of a Deployment or a Service the tests read.
+type k8sObject struct {
+	Kind     string
+	Metadata struct{ Name string }
+	Spec     struct {
+		// Deployment
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		}
+		Template struct {
+			Metadata struct{ Labels map[string]string }
+			Spec     podSpec
+		}
+		// Service (its selector is a plain map: read it from the node)
+		Ports []struct {
+			Name       string
+			Port       int
+			TargetPort yaml.Node `yaml:"targetPort"`
+		}
+	}
+	raw yaml.Node
+}
+
+// readK8s reads the documents of examples/k8s.yaml by kind.
+func readK8s(t *testing.T) map[string]*k8sObject {
+	t.Helper()
+	repo, _ := dirs(t)
+	dec := yaml.NewDecoder(strings.NewReader(readFile(t, filepath.Join(repo, "examples", "k8s.yaml"))))
+	out := map[string]*k8sObject{}
+	for {
+		var node yaml.Node
+		if err := dec.Decode(&node); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		o := &k8sObject{raw: node}
+		if err := node.Decode(o); err != nil {
+			t.Fatal(err)
+		}
+		if out[o.Kind] != nil {
+			t.Fatalf("two %s documents", o.Kind)
+		}
+		out[o.Kind] = o
+	}
+	return out
 }
 
 type k8sContainer struct {
@@ -282,22 +380,43 @@ func (c *k8sContainer) mountOf(dir string) string {
 	return ""
 }
 
-// TestK8sPodExample checks examples/k8s-pod.yaml: the probes ask upmedic's
-// admin API where UPMEDIC_ADMIN_LISTEN puts it (/readyz for readiness,
-// /healthz for liveness), upmedic runs as the image's user, and the app's
-// socket is in an emptyDir both containers mount.
-func TestK8sPodExample(t *testing.T) {
-	repo, _ := dirs(t)
-	var p pod
-	if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join(repo, "examples", "k8s-pod.yaml"))), &p); err != nil {
+// TestK8sExample checks examples/k8s.yaml: a Deployment and a Service that
+// selects its pods and targets upmedic's port; in the pod, the probes ask
+// upmedic's admin API where UPMEDIC_ADMIN_LISTEN puts it (/readyz for
+// readiness, /healthz for liveness), upmedic runs as the image's user, the
+// app's socket is in an emptyDir both containers mount, and the grace
+// period outlasts upmedic's drain (UPMEDIC_SHUTDOWN_TIMEOUT).
+func TestK8sExample(t *testing.T) {
+	objs := readK8s(t)
+	dep, svc := objs["Deployment"], objs["Service"]
+	if dep == nil || svc == nil || len(objs) != 2 {
+		t.Fatalf("want a Deployment and a Service, got %v", slices.Collect(maps.Keys(objs)))
+	}
+	labels := dep.Spec.Template.Metadata.Labels
+	for k, v := range dep.Spec.Selector.MatchLabels {
+		if labels[k] != v {
+			t.Errorf("the Deployment's selector %s=%s does not match its pods' labels %v", k, v, labels)
+		}
+	}
+	var svcSpec struct {
+		Spec struct{ Selector map[string]string }
+	}
+	if err := svc.raw.Decode(&svcSpec); err != nil {
 		t.Fatal(err)
 	}
-	if p.Kind != "Pod" {
-		t.Fatalf("kind %q, want Pod", p.Kind)
+	if len(svcSpec.Spec.Selector) == 0 {
+		t.Error("the Service selects nothing")
 	}
+	for k, v := range svcSpec.Spec.Selector {
+		if labels[k] != v {
+			t.Errorf("the Service's selector %s=%s does not match the pods' labels %v", k, v, labels)
+		}
+	}
+
+	p := dep.Spec.Template.Spec
 	var up, app *k8sContainer
-	for i := range p.Spec.Containers {
-		switch c := &p.Spec.Containers[i]; c.Name {
+	for i := range p.Containers {
+		switch c := &p.Containers[i]; c.Name {
 		case "upmedic":
 			up = c
 		case "app":
@@ -306,6 +425,9 @@ func TestK8sPodExample(t *testing.T) {
 	}
 	if up == nil || app == nil {
 		t.Fatal("want containers upmedic and app")
+	}
+	if len(svc.Spec.Ports) != 1 || up.port(svc.Spec.Ports[0].TargetPort) != up.port(yaml.Node{Value: "http"}) {
+		t.Errorf("the Service's ports %+v: want one, targeting upmedic's http port", svc.Spec.Ports)
 	}
 	_, adminPort, _ := strings.Cut(up.env("UPMEDIC_ADMIN_LISTEN"), ":")
 	for _, pr := range []struct {
@@ -339,7 +461,7 @@ func TestK8sPodExample(t *testing.T) {
 		t.Errorf("upmedic and app do not mount one volume at %s", path.Dir(sock))
 	}
 	emptyDir := false
-	for _, v := range p.Spec.Volumes {
+	for _, v := range p.Volumes {
 		emptyDir = emptyDir || (v.Name == vol && v.EmptyDir != nil)
 	}
 	if !emptyDir {
@@ -348,7 +470,14 @@ func TestK8sPodExample(t *testing.T) {
 	if !strings.Contains(strings.Join(app.Command, " "), "unix:"+sock) {
 		t.Errorf("the app's command %q does not bind %s", app.Command, sock)
 	}
-	if p.Spec.SecurityContext.FSGroup == nil {
+	if p.SecurityContext.FSGroup == nil {
 		t.Error("no pod fsGroup: upmedic (65532) would not be in the socket's group")
+	}
+
+	// The drain: the grace period must outlast UPMEDIC_SHUTDOWN_TIMEOUT (the
+	// pod's, or the binary's default), or SIGKILL cuts it.
+	drain := durationIn(t, up.env("UPMEDIC_SHUTDOWN_TIMEOUT"), upmedicDefault(t, "UPMEDIC_SHUTDOWN_TIMEOUT"))
+	if g := p.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= drain {
+		t.Errorf("terminationGracePeriodSeconds %v, want over UPMEDIC_SHUTDOWN_TIMEOUT %v (Kubernetes' default is 30s)", g, drain)
 	}
 }

@@ -6,8 +6,9 @@
 // an empty chroot, and checks the systemd unit and the deployment examples.
 //
 // The package has no code outside its tests. It needs root (nginx's master
-// process, www-data workers, an unprivileged upmedic) and skips, saying
-// which, when nginx, gunicorn or php-fpm are not installed (in CI, with
-// CI=true, it fails instead); the README's "Adopt upmedic" section is the
-// operator's guide the suite keeps honest.
+// process, www-data workers, an unprivileged upmedic) and the peers that
+// internal/peers lists (nginx, gunicorn, php-fpm, Node.js, buildah,
+// systemd-analyze); a test whose peer is missing skips, saying which and
+// how to install it (in CI, with CI=true, it fails instead). The README's
+// "Adopt upmedic" section is the operator's guide the suite keeps honest.
 package e2e

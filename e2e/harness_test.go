@@ -342,7 +342,7 @@ func writeNginxConf(t *testing.T, dir, listen, upmedicAddr string, alone front, 
 		}
 	}
 	main := rewrite(t, readFile(t, filepath.Join(src, "nginx.conf")),
-		"listen 80;", "listen "+listen+";",
+		"listen 80 default_server;", "listen "+listen+" default_server;",
 		"pid /run/nginx.pid;", "pid "+filepath.Join(dir, "nginx.pid")+";",
 		"/var/log/nginx/", logs+"/")
 	writeFile(t, filepath.Join(conf, "nginx.conf"), main)

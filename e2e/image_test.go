@@ -148,8 +148,8 @@ func TestBinaryInEmptyChroot(t *testing.T) {
 	}
 
 	out, errOut, code = inJail(checkEnv, "check")
-	if code != 1 || !strings.Contains(errOut, "not ready") {
-		t.Errorf("upmedic check with nothing listening: exit %d, stdout %q, stderr %q; want 1 and a reason", code, out, errOut)
+	if want := "not ready: ask 127.0.0.1:" + strconv.Itoa(adminPort) + " (loopback: the admin API listens on all interfaces): connect: connection refused\n"; code != 1 || errOut != want {
+		t.Errorf("upmedic check with nothing listening: exit %d, stdout %q, stderr %q; want 1 and %q", code, out, errOut, want)
 	}
 
 	// A live sidecar (on loopback) in front of a live app.
@@ -344,5 +344,12 @@ func TestImageFinalStage(t *testing.T) {
 	out := buildah("run", "--isolation", "chroot", ctr, "--", "/upmedic", "version")
 	if out != "upmedic "+buildVersion+"\n" {
 		t.Errorf("buildah run /upmedic version: %q", out)
+	}
+	// In the image, `upmedic env` says which values the image's ENV set.
+	rows := envTable(t, buildah("run", "--isolation", "chroot", ctr, "--", "/upmedic", "env"))
+	for _, v := range []string{"UPMEDIC_LISTEN", "UPMEDIC_ADMIN_LISTEN"} {
+		if got := rows[v]; len(got) < 2 || got[1] != "image ENV" || !strings.HasPrefix(got[0], "0.0.0.0:") {
+			t.Errorf("upmedic env in the image: %s %q, want 0.0.0.0:... from the image ENV", v, got)
+		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/upmedic/upmedic/internal/peers"
 )
 
 // The suite's shared state is built once, lazily, so that a run that selects
@@ -226,46 +228,26 @@ func parseDockerfile(path string) (*dockerfile, error) {
 
 // tools are the real programs the suite drives, found on this machine.
 type tools struct {
-	nginx, gunicorn, python, phpFPM, node, buildah, systemdAnalyze string
+	nginx, gunicorn, phpFPM, node, buildah, systemdAnalyze string
 }
 
-// lookTools finds the programs once. gunicorn is Debian's (/usr/bin/gunicorn,
+// lookTools finds the programs once (internal/peers lists them, with what
+// each one's absence skips). gunicorn is Debian's (/usr/bin/gunicorn,
 // running /usr/bin/python3), as on a fresh CI machine.
 func lookTools() tools {
 	toolsOnce.Do(func() {
-		look := func(names ...string) string {
-			for _, n := range names {
-				if strings.HasPrefix(n, "/") {
-					if fi, err := os.Stat(n); err == nil && fi.Mode()&0o111 != 0 {
-						return n
-					}
-					continue
-				}
-				if p, err := exec.LookPath(n); err == nil {
-					return p
-				}
-				for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-					if fi, err := os.Stat(filepath.Join(dir, n)); err == nil && fi.Mode()&0o111 != 0 {
-						return filepath.Join(dir, n)
-					}
-				}
-			}
-			return ""
-		}
 		found = tools{
-			nginx:          look("nginx"),
-			gunicorn:       look("/usr/bin/gunicorn", "gunicorn"),
-			python:         look("/usr/bin/python3"),
-			phpFPM:         look("php-fpm8.2", "php-fpm8.3", "php-fpm8.4", "php-fpm"),
-			node:           look("/usr/bin/node", "node"),
-			buildah:        look("buildah"),
-			systemdAnalyze: look("systemd-analyze"),
+			nginx:          peers.Get("nginx").Find(),
+			gunicorn:       peers.Get("gunicorn").Find(),
+			phpFPM:         peers.Get("php-fpm").Find(),
+			node:           peers.Get("node").Find(),
+			buildah:        peers.Get("buildah").Find(),
+			systemdAnalyze: peers.Get("systemd-analyze").Find(),
 		}
 		var b strings.Builder
 		for _, kv := range [][2]string{
-			{"nginx", found.nginx}, {"gunicorn", found.gunicorn}, {"python3", found.python},
-			{"php-fpm", found.phpFPM}, {"node", found.node}, {"buildah", found.buildah},
-			{"systemd-analyze", found.systemdAnalyze},
+			{"nginx", found.nginx}, {"gunicorn", found.gunicorn}, {"php-fpm", found.phpFPM},
+			{"node", found.node}, {"buildah", found.buildah}, {"systemd-analyze", found.systemdAnalyze},
 		} {
 			v := kv[1]
 			if v == "" {
@@ -278,70 +260,24 @@ func lookTools() tools {
 	return found
 }
 
-// need skips t, naming what is missing, unless every named program exists.
-// Only the peers that CI installs from Debian (nginx, gunicorn, php-fpm,
-// buildah) and systemd-analyze may be missing; node, which the machine
-// image ships, must be there.
+// need skips t, naming what is missing and how to install it, unless every
+// named peer (internal/peers) exists; with CI=true it fails t instead.
 func need(t *testing.T, names ...string) tools {
 	t.Helper()
-	tl := lookTools()
-	var missing, have []string
+	lookTools()
+	paths := peers.Need(t, names...)
+	var have []string
 	for _, n := range names {
-		var p string
-		switch n {
-		case "nginx":
-			p = tl.nginx
-		case "gunicorn":
-			p = tl.gunicorn
-			if p != "" && tl.python == "" {
-				p = "" // Debian's gunicorn runs /usr/bin/python3
-			}
-		case "php-fpm":
-			p = tl.phpFPM
-		case "buildah":
-			p = tl.buildah
-		case "systemd-analyze":
-			p = tl.systemdAnalyze
-		case "node":
-			if tl.node == "" {
-				t.Fatal("node not found: the machine image ships Node.js (/usr/bin/node); the suite needs it")
-			}
-			continue
-		default:
-			panic("BUG: e2e: need(" + n + ")")
-		}
-		if p == "" {
-			missing = append(missing, n)
-		} else {
-			have = append(have, n+"="+p)
-		}
+		have = append(have, n+"="+paths[n])
 	}
-	if len(missing) > 0 {
-		skipOrFail(t, fmt.Sprintf("%s not installed (.ci/run installs them: apt-get install nginx gunicorn php8.2-fpm buildah)", strings.Join(missing, ", ")))
-	}
-	if len(have) > 0 {
-		t.Logf("using %s", strings.Join(have, " "))
-	}
-	return tl
+	t.Logf("using %s", strings.Join(have, " "))
+	return found
 }
 
 // needRoot skips t when the suite does not run as root: nginx's master
 // process, its www-data workers, an unprivileged upmedic (uid 65534) and
-// chroot all need it. CI runs as root.
+// chroot all need it. With CI=true (CI runs as root) it fails t instead.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root (nginx master with www-data workers, upmedic as uid 65534, chroot); CI runs as root")
-	}
-}
-
-// skipOrFail skips t for reason on a developer's machine, and fails it in CI
-// (CI=true), where .ci/run installs everything: a skipped scenario must not
-// pass for a tested one there.
-func skipOrFail(t *testing.T, reason string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal("CI=true but " + reason)
-	}
-	t.Skip("skipped: " + reason)
+	peers.NeedRoot(t, "nginx master with www-data workers, upmedic as uid 65534, chroot")
 }

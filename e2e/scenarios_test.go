@@ -323,14 +323,14 @@ func slowView(t *testing.T, row *reportRow) {
 	dir := scenarioDir(t)
 	app := loopback(freePort(t))
 	startGunicorn(t, dir, app, "--workers", "2", "--timeout", "30", "--graceful-timeout", "1")
-	// nginx keeps the snippet's proxy_read_timeout (35s); nginx alone gets
+	// nginx keeps the snippet's proxy_read_timeout (60s); nginx alone gets
 	// the 1s that upmedic has, for a like-for-like baseline.
 	s := newStack(t, dir, stackConfig{Upstream: app, Env: []string{"UPMEDIC_RESPONSE_TIMEOUT=1s"},
 		Alone: "proxy_pass http://" + app + "; proxy_read_timeout 1s;"})
 
 	via, alone := both(t, s, "/sleep?s=4")
 	wantDiagnosed(t, via, http.StatusGatewayTimeout, "http_response_timeout", "http_response_timeout")
-	// upmedic answered, at its 1s, long before the app (4s) and nginx (35s).
+	// upmedic answered, at its 1s, long before the app (4s) and nginx (60s).
 	if via.line.requestTime < 0.9 || via.line.requestTime > 3.5 {
 		t.Errorf("answered after %.3fs, want about 1s (UPMEDIC_RESPONSE_TIMEOUT)", via.line.requestTime)
 	}

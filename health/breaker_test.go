@@ -149,7 +149,7 @@ func TestBreakerReopensOnTrialFailure(t *testing.T) {
 }
 
 func TestBreakerUncountedCauses(t *testing.T) {
-	for _, c := range []diag.Cause{diag.UpstreamStatus, diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen} {
+	for _, c := range []diag.Cause{diag.UpstreamStatus, diag.ScriptNotFound, diag.ScriptAccessDenied, diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen} {
 		t.Run(c.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				b := newTestBreaker(2)
@@ -204,7 +204,8 @@ func TestCounts(t *testing.T) {
 	for _, c := range diag.Causes() {
 		want := true
 		switch c {
-		case diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen, diag.UpstreamStatus:
+		case diag.ConnectionLimitReached, diag.UpstreamUnhealthy, diag.BreakerOpen, diag.UpstreamStatus,
+			diag.ScriptNotFound, diag.ScriptAccessDenied:
 			want = false
 		}
 		if got := Counts(c); got != want {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -91,6 +92,9 @@ type ProbeResult struct {
 	// Status is the HTTP status the upstream answered with; 0 for a
 	// connect-only probe or when no header arrived.
 	Status int
+	// Errno is the errno the failed probe ended in (EACCES, ECONNREFUSED);
+	// 0 when OK or when the failure had none.
+	Errno syscall.Errno
 	// Latency is how long the probe took.
 	Latency time.Duration
 }
@@ -123,8 +127,8 @@ type CheckSnapshot struct {
 
 // Checker actively probes one upstream and keeps its health state. Build it
 // with NewChecker (the zero Checker is not usable) and start it with Run.
-// Its methods are safe for concurrent use; State, Down, LastCause and
-// NextProbe take no lock and allocate nothing, so the proxy may call them on
+// Its methods are safe for concurrent use; State, Down, LastCause, LastFailure
+// and NextProbe take no lock and allocate nothing, so the proxy may call them on
 // every request. A Checker must not be copied.
 type Checker struct {
 	network, address string
@@ -141,11 +145,14 @@ type Checker struct {
 	// probed, when set, is called after each probe has updated the state.
 	probed func()
 
-	running   atomic.Bool
-	state     atomic.Int32  // State
-	lastCause atomic.Uint32 // diag.Cause of the last failed probe
-	nextProbe atomic.Int64  // unix nanoseconds; 0 before Run
-	latency   diag.Histogram
+	running atomic.Bool
+	state   atomic.Int32 // State
+	// lastFailure is the last failed probe's diag.Cause in the low 8 bits
+	// and its errno above them: one word, so that a reader never pairs the
+	// cause of one probe with the errno of another.
+	lastFailure atomic.Uint64
+	nextProbe   atomic.Int64 // unix nanoseconds; 0 before Run
+	latency     diag.Histogram
 
 	// Used only by the goroutine in Run.
 	br  *bufio.Reader
@@ -237,6 +244,9 @@ func (c *Checker) Run(ctx context.Context) error {
 			return nil // the probe was cut short by shutdown: not a result
 		}
 		res.Latency = time.Since(start)
+		if err != nil {
+			res.Errno = diag.Errno(err)
+		}
 		c.latency.Observe(res.Latency)
 		c.record(res, err)
 		if c.probed != nil {
@@ -305,11 +315,11 @@ func (c *Checker) record(res ProbeResult, err error) {
 		}
 		return
 	}
-	c.lastCause.Store(uint32(res.Cause))
+	c.lastFailure.Store(uint64(res.Cause) | uint64(res.Errno)<<8)
 	c.lastError = err.Error()
 	c.failures++
 	c.successes = 0
-	c.log.Debug("health probe failed", "cause", res.Cause.String(),
+	c.log.Debug("health probe failed", "cause", res.Cause.String(), "errno", diag.ErrnoName(res.Errno),
 		"consecutive_failures", c.failures, "error", c.lastError)
 	if c.failures >= c.fall {
 		c.flip(Down, res)
@@ -351,7 +361,17 @@ func (c *Checker) Down() bool { return c.State() == Down }
 // LastCause returns the cause of the most recent failed probe, even if later
 // probes succeeded (it is the last-cause parameter of an upstream_unhealthy
 // diagnosis); diag.None if no probe has failed. It takes no lock.
-func (c *Checker) LastCause() diag.Cause { return diag.Cause(c.lastCause.Load()) }
+func (c *Checker) LastCause() diag.Cause { cause, _ := c.LastFailure(); return cause }
+
+// LastFailure returns the cause and the errno of the most recent failed
+// probe, even if later probes succeeded (the last-cause and errno
+// parameters of an upstream_unhealthy diagnosis): diag.None and 0 if no
+// probe has failed, an errno of 0 when that failure had none. It takes no
+// lock and allocates nothing.
+func (c *Checker) LastFailure() (diag.Cause, syscall.Errno) {
+	v := c.lastFailure.Load()
+	return diag.Cause(v & 0xff), syscall.Errno(v >> 8)
+}
 
 // WaitUp returns a channel that is closed when the state next becomes Up,
 // already closed if it is Up now. Every caller waiting for the same flip

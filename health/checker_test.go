@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,9 +79,10 @@ func TestCheckerFallCauses(t *testing.T) {
 		b          behaviour
 		want       diag.Cause
 		wantStatus int
+		wantErrno  syscall.Errno // checked where set, and 0 for an answered probe
 		timeout    time.Duration
 	}{
-		{name: "refused", b: refuse, want: diag.ConnectionRefused},
+		{name: "refused", b: refuse, want: diag.ConnectionRefused, wantErrno: syscall.ECONNREFUSED},
 		{name: "close immediately", b: closeNow, want: diag.ConnectionTerminated},
 		{name: "silent", b: silent, want: diag.HTTPResponseTimeout, timeout: 150 * time.Millisecond},
 		{name: "503", b: answer503, want: diag.UpstreamStatus, wantStatus: 503},
@@ -121,6 +123,15 @@ func TestCheckerFallCauses(t *testing.T) {
 				}
 				if got := st.c.LastCause(); got != tt.want {
 					t.Fatalf("LastCause = %v, want %v", got, tt.want)
+				}
+				// The errno travels with the cause, for upstream_unhealthy's
+				// errno parameter.
+				cause, errno := st.c.LastFailure()
+				if cause != tt.want || errno != st.c.Snapshot().LastProbe.Errno {
+					t.Fatalf("LastFailure = %v %v, last probe errno %v", cause, errno, st.c.Snapshot().LastProbe.Errno)
+				}
+				if (tt.wantErrno != 0 || tt.want == diag.UpstreamStatus) && errno != tt.wantErrno {
+					t.Fatalf("LastFailure errno = %v (%d), want %v", diag.ErrnoName(errno), errno, diag.ErrnoName(tt.wantErrno))
 				}
 				if !st.c.Down() {
 					t.Fatal("Down() = false after Fall failures")

@@ -26,6 +26,25 @@ func TestZeroAllocs(t *testing.T) {
 			t.Errorf("proxied GET: %v allocs per request, want 0", n)
 		}
 	})
+	t.Run("app's own 502, labelled and journalled", func(t *testing.T) {
+		journal := new(diag.Journal)
+		addr := fasthttpUpstream(t, func(ctx *fasthttp.RequestCtx) {
+			ctx.SetStatusCode(fasthttp.StatusBadGateway)
+			ctx.SetBodyString("app 502")
+		})
+		p := New(Settings{Network: "tcp", Address: addr, Logger: quietLogger(),
+			Journal: journal, Traffic: new(diag.Traffic),
+			Breaker: health.NewBreaker(health.BreakerSettings{Logger: quietLogger()})})
+		defer p.Close()
+		ctx := newCtx()
+		serveOnce(t, p, ctx, fasthttp.StatusBadGateway)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, fasthttp.StatusBadGateway) }); n != 0 {
+			t.Errorf("app's own 502: %v allocs per request, want 0", n)
+		}
+		if journal.Count(diag.UpstreamStatus) < 500 {
+			t.Errorf("journal counted %d upstream_status, want every request", journal.Count(diag.UpstreamStatus))
+		}
+	})
 	t.Run("diagnosed 502", func(t *testing.T) {
 		p, x, err := refusedExchange(t)
 		diagnose(p, x, err)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -32,7 +33,7 @@ type Settings struct {
 	Host string
 
 	ConnectTimeout         time.Duration // dial limit; zero means 2s
-	ResponseTimeout        time.Duration // until the response header; zero means 30s
+	ResponseTimeout        time.Duration // until the response header; zero means 45s
 	ReadTimeout            time.Duration // longest silence in a body; zero means 30s
 	MaxResponseHeaderBytes int           // zero means 4096
 	// BufferBytes is the largest Content-Length received whole before the
@@ -68,8 +69,9 @@ type Settings struct {
 type HealthState interface {
 	// Down reports whether the upstream is known to be down.
 	Down() bool
-	// LastCause is the cause of the last failed probe.
-	LastCause() diag.Cause
+	// LastFailure is the cause and the errno (0 if none) of the last
+	// failed probe.
+	LastFailure() (diag.Cause, syscall.Errno)
 	// NextProbe is when the next probe starts.
 	NextProbe() time.Time
 	// WaitUp returns a channel closed when the upstream next comes up.
@@ -112,7 +114,9 @@ func New(s Settings) *Proxy {
 		s.ConnectTimeout = 2 * time.Second
 	}
 	if s.ResponseTimeout <= 0 {
-		s.ResponseTimeout = 30 * time.Second
+		// Above gunicorn's default kill timer (30s), below nginx's default
+		// proxy_read_timeout (60s): with every default, upmedic answers.
+		s.ResponseTimeout = 45 * time.Second
 	}
 	if s.ReadTimeout <= 0 {
 		s.ReadTimeout = 30 * time.Second
@@ -238,7 +242,8 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	switch {
 	case p.hold <= 0 && p.health != nil && p.health.Down():
 		cause = diag.UpstreamUnhealthy
-		x.d = diag.Diagnosis{Cause: cause, LastCause: p.health.LastCause(),
+		lastCause, errno := p.health.LastFailure()
+		x.d = diag.Diagnosis{Cause: cause, LastCause: lastCause, Errno: errno,
 			RetryIn: max(time.Until(p.health.NextProbe()), 0)}
 	case p.breaker != nil:
 		var ran bool
@@ -250,12 +255,17 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	default:
 		cause = x.run()
 	}
-	if cause.IsFailure() {
+	switch {
+	case cause.IsFailure():
 		x.d.Elapsed = time.Since(x.start)
 		if cause == diag.UpstreamUnhealthy || cause == diag.BreakerOpen {
 			p.journal.Record(x.start, &x.d, diag.PhaseConnect, false)
 		}
 		p.answer(x)
+	case cause == diag.UpstreamStatus:
+		// The app's own 5xx: counted and kept like every diagnosis, though
+		// the breaker took it for a success (the app answered).
+		p.journal.Record(x.start, &x.d, diag.PhaseHeader, false)
 	}
 	p.traffic.Done(ctx.Response.StatusCode(), time.Since(x.start))
 

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,8 +78,10 @@ func openBreaker(tb testing.TB) (*health.Breaker, *Proxy) {
 // downHealth is a health checker that says the upstream is down.
 type downHealth struct{ up chan struct{} }
 
-func (downHealth) Down() bool                { return true }
-func (downHealth) LastCause() diag.Cause     { return diag.ConnectionRefused }
+func (downHealth) Down() bool { return true }
+func (downHealth) LastFailure() (diag.Cause, syscall.Errno) {
+	return diag.ConnectionRefused, syscall.ECONNREFUSED
+}
 func (downHealth) NextProbe() time.Time      { return time.Now().Add(1500 * time.Millisecond) }
 func (h downHealth) WaitUp() <-chan struct{} { return h.up }
 

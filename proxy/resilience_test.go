@@ -56,7 +56,7 @@ func TestFailFastWhileUnhealthy(t *testing.T) {
 	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Health: downHealth{}})
 	r := get(t, addr, "/")
 	params := wantDiagnosis(t, r, http.StatusServiceUnavailable, diag.UpstreamUnhealthy)
-	if params["last-cause"] != "connection_refused" || r.Header.Get("Retry-After") != "2" {
+	if params["last-cause"] != "connection_refused" || params["errno"] != "ECONNREFUSED" || r.Header.Get("Retry-After") != "2" {
 		t.Errorf("params %v, Retry-After %q", params, r.Header.Get("Retry-After"))
 	}
 	if up.accepted() != 0 {
@@ -116,13 +116,15 @@ func TestBreakerThroughProxy(t *testing.T) {
 	}
 }
 
-// An app's own 5xx never opens the breaker.
+// An app's own 5xx never opens the breaker, and is counted and kept in the
+// journal like every diagnosis.
 func TestUpstreamStatusDoesNotTrip(t *testing.T) {
 	up := newFakeUpstream(t, "tcp", respond(func(*http.Request, []byte) string {
 		return "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
 	}))
 	b := health.NewBreaker(health.BreakerSettings{Failures: 2, OpenFor: time.Hour, Logger: quietLogger()})
-	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Breaker: b})
+	journal := new(diag.Journal)
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Breaker: b, Journal: journal})
 	for range 5 {
 		if r := get(t, addr, "/"); r.StatusCode != 503 || r.Header.Get(diag.HeaderDiagnosis) != "upstream_status;received-status=503" {
 			t.Fatalf("got %d %v", r.StatusCode, r.Header)
@@ -130,6 +132,42 @@ func TestUpstreamStatusDoesNotTrip(t *testing.T) {
 	}
 	if _, _, open := b.Open(); open {
 		t.Error("the app's own 503s opened the breaker")
+	}
+	if st := b.State(); st.State != "closed" || st.ConsecutiveFailures != 0 {
+		t.Errorf("breaker %+v after five app 503s, want closed with no failure counted", st)
+	}
+	if n := journal.Count(diag.UpstreamStatus); n != 5 {
+		t.Errorf("journal counts %d upstream_status, want 5", n)
+	}
+	recent := journal.Recent()
+	if len(recent) != 5 {
+		t.Fatalf("journal keeps %d entries, want 5", len(recent))
+	}
+	e := recent[0]
+	if e.Diagnosis.Cause != diag.UpstreamStatus || e.Diagnosis.ReceivedStatus != 503 || e.Phase != diag.PhaseHeader || e.Aborted {
+		t.Errorf("newest entry %+v, want upstream_status with received-status 503 in the response header phase", e)
+	}
+}
+
+// The breaker still opens on real failures after the app's own 5xx, which
+// count as successes in its streak.
+func TestUpstreamStatusBetweenFailures(t *testing.T) {
+	up := newFakeUpstream(t, "tcp", closeAfterRequest,
+		raw("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+		closeAfterRequest)
+	b := health.NewBreaker(health.BreakerSettings{Failures: 2, OpenFor: time.Hour, Logger: quietLogger()})
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: up.address(), Breaker: b})
+	wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.ConnectionTerminated)
+	if r := get(t, addr, "/"); r.StatusCode != 500 {
+		t.Fatalf("the app's 500: got %d", r.StatusCode)
+	}
+	wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.ConnectionTerminated)
+	if _, _, open := b.Open(); open {
+		t.Fatal("open after failure, app 500, failure: the 500 should have broken the streak")
+	}
+	wantDiagnosis(t, get(t, addr, "/"), http.StatusBadGateway, diag.ConnectionTerminated)
+	if _, _, open := b.Open(); !open {
+		t.Error("not open after two consecutive failures")
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,20 +23,21 @@ const envPrefix = "UPMEDIC_"
 type Config struct {
 	Upstream               string        `env:"UPSTREAM,required" help:"host:port, http://host:port or unix:/path/to.sock of the app"`
 	Listen                 string        `env:"LISTEN" envDefault:"127.0.0.1:8080" help:"where nginx connects: host:port or unix:/path"`
+	ListenMode             string        `env:"LISTEN_MODE" envDefault:"0660" help:"octal mode of a unix socket upmedic listens on (UPMEDIC_LISTEN, UPMEDIC_ADMIN_LISTEN), applied whatever the umask; the socket belongs to upmedic's group, which nginx's workers must be in"`
 	AdminListen            string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9901" help:"admin API (/healthz /readyz /status /metrics): host:port or unix:/path; empty disables"`
 	ConnectTimeout         time.Duration `env:"CONNECT_TIMEOUT" envDefault:"2s" help:"dial timeout"`
-	ResponseTimeout        time.Duration `env:"RESPONSE_TIMEOUT" envDefault:"30s" help:"until the upstream's response header arrives"`
+	ResponseTimeout        time.Duration `env:"RESPONSE_TIMEOUT" envDefault:"45s" help:"until the upstream's response header arrives, from the request's arrival; keep it above the app's own timeout (gunicorn: 30s) and below nginx's proxy_read_timeout (60s)"`
 	ReadTimeout            time.Duration `env:"READ_TIMEOUT" envDefault:"30s" help:"longest silence while reading a response body"`
 	MaxResponseHeaderBytes int           `env:"MAX_RESPONSE_HEADER_BYTES" envDefault:"4096" help:"largest upstream response header section; match nginx's proxy_buffer_size"`
 	BufferBytes            int           `env:"BUFFER_BYTES" envDefault:"131072" help:"responses with a Content-Length up to this are received whole before upmedic answers; larger and chunked bodies stream"`
 	MaxConns               int           `env:"MAX_CONNS" envDefault:"512" help:"upstream connection cap"`
 	Hold                   time.Duration `env:"HOLD" envDefault:"0s" help:"hold requests this long while the upstream refuses or its socket is missing (restart window); 0 disables"`
 	HealthPath             string        `env:"HEALTH_PATH" help:"HTTP path probed by the health check; empty means a connect-only check"`
-	HealthInterval         time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"health probe cadence"`
+	HealthInterval         time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"health probe cadence; 0 turns health checks off (no fail-fast, /readyz ignores health)"`
 	HealthTimeout          time.Duration `env:"HEALTH_TIMEOUT" envDefault:"1s" help:"health probe timeout"`
 	HealthRise             int           `env:"HEALTH_RISE" envDefault:"2" help:"consecutive successful probes that mark the upstream up"`
 	HealthFall             int           `env:"HEALTH_FALL" envDefault:"3" help:"consecutive failed probes that mark the upstream down"`
-	BreakerFailures        uint32        `env:"BREAKER_FAILURES" envDefault:"5" help:"consecutive proxy-made failures that open the circuit breaker"`
+	BreakerFailures        uint32        `env:"BREAKER_FAILURES" envDefault:"5" help:"consecutive proxy-made failures that open the circuit breaker; 0 turns the breaker off"`
 	BreakerOpenFor         time.Duration `env:"BREAKER_OPEN_FOR" envDefault:"10s" help:"how long the breaker stays open before one trial request"`
 	ExposeDetails          bool          `env:"EXPOSE_DETAILS" envDefault:"false" help:"put the upstream address and hints in client-visible headers and bodies"`
 	Name                   string        `env:"NAME" envDefault:"upmedic" help:"the Proxy-Status member name (an RFC 9651 token)"`
@@ -42,9 +45,10 @@ type Config struct {
 	ShutdownTimeout        time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"drain time on SIGTERM"`
 
 	// Set by loadConfig from the strings above.
-	upstream address
-	listen   address
-	admin    address // zero Network: disabled
+	upstream   address
+	listen     address
+	admin      address // zero Network: disabled
+	listenMode os.FileMode
 }
 
 // address is a parsed listen or upstream address.
@@ -73,23 +77,13 @@ func (e *ConfigError) Error() string {
 }
 
 // loadConfig reads the configuration from environ, the KEY=value list of
-// os.Environ, and checks every value.
+// os.Environ, and checks every value. Every unknown UPMEDIC_ variable is
+// reported at once, in a ConfigErrors, each on its own line.
 func loadConfig(environ []string) (*Config, error) {
-	vars := make(map[string]string, len(environ))
-	for _, kv := range environ {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
+	vars := envVars(environ)
+	if err := unknownVars(vars); err != nil {
+		return nil, err
 	}
-	known := map[string]bool{}
-	for _, f := range configFields() {
-		known[f.Var] = true
-	}
-	for k, v := range vars {
-		if strings.HasPrefix(k, envPrefix) && !known[k] {
-			return nil, &ConfigError{Var: k, Value: v, Accepted: "unknown variable; `upmedic env` lists the accepted ones" + suggest(k, known)}
-		}
-	}
-
 	cfg, err := env.ParseAsWithOptions[Config](env.Options{Prefix: envPrefix, Environment: vars})
 	if err != nil {
 		return nil, translateEnvError(err, vars)
@@ -103,6 +97,59 @@ func loadConfig(environ []string) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// envVars turns os.Environ's KEY=value list into a map.
+func envVars(environ []string) map[string]string {
+	vars := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	return vars
+}
+
+// unknownVars reports every UPMEDIC_ variable in vars that Config does not
+// read, sorted, each with its did-you-mean.
+func unknownVars(vars map[string]string) error {
+	fields := configFields()
+	known := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		known[f.Var] = true
+	}
+	var errs ConfigErrors
+	for k, v := range vars {
+		if strings.HasPrefix(k, envPrefix) && !known[k] {
+			errs = append(errs, &ConfigError{Var: k, Value: v,
+				Accepted: "unknown variable; `upmedic env` lists the accepted ones" + suggest(k, fields)})
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortFunc(errs, func(a, b *ConfigError) int { return strings.Compare(a.Var, b.Var) })
+	return errs
+}
+
+// ConfigErrors is several configuration errors reported together. Its
+// message has one line per error.
+type ConfigErrors []*ConfigError
+
+func (e ConfigErrors) Error() string {
+	lines := make([]string, len(e))
+	for i, ce := range e {
+		lines[i] = ce.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns the errors, for errors.As.
+func (e ConfigErrors) Unwrap() []error {
+	out := make([]error, len(e))
+	for i, ce := range e {
+		out[i] = ce
+	}
+	return out
 }
 
 // check validates the values env could parse and fills the parsed addresses.
@@ -119,12 +166,15 @@ func (c *Config) check() error {
 			return &ConfigError{Var: envPrefix + "ADMIN_LISTEN", Value: c.AdminListen, Accepted: err.Error()}
 		}
 	}
+	if c.listenMode, err = parseMode(c.ListenMode); err != nil {
+		return &ConfigError{Var: envPrefix + "LISTEN_MODE", Value: c.ListenMode, Accepted: err.Error()}
+	}
 	positive := []struct {
 		name string
 		d    time.Duration
 	}{
 		{"CONNECT_TIMEOUT", c.ConnectTimeout}, {"RESPONSE_TIMEOUT", c.ResponseTimeout},
-		{"READ_TIMEOUT", c.ReadTimeout}, {"HEALTH_INTERVAL", c.HealthInterval},
+		{"READ_TIMEOUT", c.ReadTimeout},
 		{"HEALTH_TIMEOUT", c.HealthTimeout}, {"BREAKER_OPEN_FOR", c.BreakerOpenFor},
 	}
 	for _, p := range positive {
@@ -132,12 +182,19 @@ func (c *Config) check() error {
 			return &ConfigError{Var: envPrefix + p.name, Value: p.d.String(), Accepted: "must be a positive duration such as 500ms, 2s or 1m"}
 		}
 	}
-	if c.Hold < 0 || c.ShutdownTimeout < 0 {
-		name, d := "HOLD", c.Hold
-		if c.ShutdownTimeout < 0 {
-			name, d = "SHUTDOWN_TIMEOUT", c.ShutdownTimeout
+	zeroOrPositive := []struct {
+		name, zero string
+		d          time.Duration
+	}{
+		{"HEALTH_INTERVAL", "0 turns health checks off", c.HealthInterval},
+		{"HOLD", "0 disables the hold", c.Hold},
+		{"SHUTDOWN_TIMEOUT", "0 stops without draining", c.ShutdownTimeout},
+	}
+	for _, z := range zeroOrPositive {
+		if z.d < 0 {
+			return &ConfigError{Var: envPrefix + z.name, Value: z.d.String(),
+				Accepted: "must be 0 or a positive duration such as 10s (" + z.zero + ")"}
 		}
-		return &ConfigError{Var: envPrefix + name, Value: d.String(), Accepted: "must be 0 or a positive duration such as 10s"}
 	}
 	ints := []struct {
 		name      string
@@ -148,7 +205,7 @@ func (c *Config) check() error {
 		{"MAX_CONNS", c.MaxConns, 1, 1 << 20},
 		{"HEALTH_RISE", c.HealthRise, 1, 100},
 		{"HEALTH_FALL", c.HealthFall, 1, 100},
-		{"BREAKER_FAILURES", int(c.BreakerFailures), 1, 1 << 20},
+		{"BREAKER_FAILURES", int(c.BreakerFailures), 0, 1 << 20}, // 0: no breaker
 	}
 	for _, i := range ints {
 		if i.v < i.lo || i.v > i.hi {
@@ -165,6 +222,19 @@ func (c *Config) check() error {
 		return &ConfigError{Var: envPrefix + "LOG_FORMAT", Value: c.LogFormat, Accepted: "must be json or text"}
 	}
 	return nil
+}
+
+// parseMode accepts a file mode in octal: 660, 0660 or 0o660, at most 0777.
+func parseMode(s string) (os.FileMode, error) {
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0")
+	n, err := strconv.ParseUint(digits, 8, 32)
+	if digits == "" {
+		n, err = 0, nil // "0" or "00"
+	}
+	if err != nil || len(s) > 5 || n > 0o777 {
+		return 0, errors.New("must be an octal file mode from 0000 to 0777, such as 0660 (owner and group read and write)")
+	}
+	return os.FileMode(n), nil
 }
 
 // parseUpstream accepts host:port, http://host:port and unix:/path.
@@ -283,18 +353,42 @@ func varHelp(name string) string {
 	return ""
 }
 
-// suggest names the known variable closest to an unknown one, for typos.
-func suggest(name string, known map[string]bool) string {
-	best, bestDist := "", 4
-	for k := range known {
-		if d := editDistance(name, k); d < bestDist {
-			best, bestDist = k, d
+// suggest names the known variables an unknown one may have meant: the one
+// a typo away; else those of the same kind (the same last word: _TIMEOUT);
+// else those about the same thing (the same first word: LISTEN_). It
+// returns "" when none is close.
+func suggest(name string, fields []configField) string {
+	bare := strings.TrimPrefix(name, envPrefix)
+	best, bestDist := "", max(1, len(bare)/4)+1
+	for _, f := range fields {
+		if d := editDistance(name, f.Var); d < bestDist {
+			best, bestDist = f.Var, d
 		}
 	}
-	if best == "" {
-		return ""
+	if best != "" {
+		return "; did you mean " + best + "?"
 	}
-	return "; did you mean " + best + "?"
+	words := strings.Split(bare, "_")
+	same := func(word func([]string) string) []string {
+		var out []string
+		for _, f := range fields {
+			if w := word(words); w != "" && w == word(strings.Split(strings.TrimPrefix(f.Var, envPrefix), "_")) {
+				out = append(out, f.Var)
+			}
+		}
+		return out
+	}
+	names := same(func(w []string) string { return w[len(w)-1] })
+	if len(names) == 0 {
+		names = same(func(w []string) string { return w[0] })
+	}
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return "; did you mean " + names[0] + "?"
+	}
+	return "; did you mean " + strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1] + "?"
 }
 
 func editDistance(a, b string) int {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,11 +19,12 @@ func TestConfigDefaults(t *testing.T) {
 		cfg.admin != (address{"tcp", "127.0.0.1:9901"}) {
 		t.Errorf("addresses: %+v %+v %+v", cfg.upstream, cfg.listen, cfg.admin)
 	}
-	if cfg.ConnectTimeout != 2*time.Second || cfg.ResponseTimeout != 30*time.Second || cfg.ReadTimeout != 30*time.Second ||
+	if cfg.ConnectTimeout != 2*time.Second || cfg.ResponseTimeout != 45*time.Second || cfg.ReadTimeout != 30*time.Second ||
 		cfg.MaxResponseHeaderBytes != 4096 || cfg.BufferBytes != 131072 || cfg.MaxConns != 512 || cfg.Hold != 0 ||
 		cfg.HealthPath != "" || cfg.HealthInterval != 2*time.Second || cfg.HealthTimeout != time.Second ||
 		cfg.HealthRise != 2 || cfg.HealthFall != 3 || cfg.BreakerFailures != 5 || cfg.BreakerOpenFor != 10*time.Second ||
-		cfg.ExposeDetails || cfg.Name != "upmedic" || cfg.LogFormat != "json" || cfg.ShutdownTimeout != 30*time.Second {
+		cfg.ExposeDetails || cfg.Name != "upmedic" || cfg.LogFormat != "json" || cfg.ShutdownTimeout != 30*time.Second ||
+		cfg.listenMode != 0o660 {
 		t.Errorf("defaults differ from DESIGN.md: %+v", cfg)
 	}
 }
@@ -58,8 +62,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"negative duration", []string{"UPMEDIC_READ_TIMEOUT=-1s"}, []string{"UPMEDIC_READ_TIMEOUT", "positive"}},
 		{"bad integer", []string{"UPMEDIC_MAX_CONNS=many"}, []string{`UPMEDIC_MAX_CONNS="many"`, "whole number"}},
 		{"out of range", []string{"UPMEDIC_MAX_CONNS=0"}, []string{`UPMEDIC_MAX_CONNS="0"`, "from 1"}},
+		{"negative health interval", []string{"UPMEDIC_HEALTH_INTERVAL=-2s"}, []string{"UPMEDIC_HEALTH_INTERVAL", "0 or a positive", "0 turns health checks off"}},
+		{"negative breaker failures", []string{"UPMEDIC_BREAKER_FAILURES=-1"}, []string{`UPMEDIC_BREAKER_FAILURES="-1"`, "whole number"}},
+		{"listen mode not octal", []string{"UPMEDIC_LISTEN_MODE=0668"}, []string{`UPMEDIC_LISTEN_MODE="0668"`, "octal", "0660"}},
+		{"listen mode too wide", []string{"UPMEDIC_LISTEN_MODE=4755"}, []string{`UPMEDIC_LISTEN_MODE="4755"`, "0000 to 0777"}},
+		{"listen mode symbolic", []string{"UPMEDIC_LISTEN_MODE=u+rw"}, []string{`UPMEDIC_LISTEN_MODE="u+rw"`, "octal"}},
 		{"bad bool", []string{"UPMEDIC_EXPOSE_DETAILS=yes please"}, []string{"UPMEDIC_EXPOSE_DETAILS", "true or false"}},
-		{"unknown variable", []string{"UPMEDIC_CONECT_TIMEOUT=1s"}, []string{"UPMEDIC_CONECT_TIMEOUT", "unknown variable", "did you mean UPMEDIC_CONNECT_TIMEOUT"}},
+		{"unknown variable", []string{"UPMEDIC_CONECT_TIMEOUT=1s"}, []string{"UPMEDIC_CONECT_TIMEOUT", "unknown variable", "did you mean UPMEDIC_CONNECT_TIMEOUT?"}},
 		{"bad upstream", []string{"UPMEDIC_UPSTREAM=unix:run/app.sock"}, []string{`UPMEDIC_UPSTREAM="unix:run/app.sock"`, "absolute path"}},
 		{"tls upstream", []string{"UPMEDIC_UPSTREAM=https://app:443"}, []string{"UPMEDIC_UPSTREAM", "TLS"}},
 		{"bad port", []string{"UPMEDIC_UPSTREAM=app:99999"}, []string{"UPMEDIC_UPSTREAM", "1 to 65535"}},
@@ -106,6 +115,52 @@ func TestConfigEmptyAdminListenDisables(t *testing.T) {
 	}
 }
 
+// 0 turns health checks and the breaker off; the other values stay.
+func TestConfigZeroTurnsOff(t *testing.T) {
+	cfg, err := loadConfig([]string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_HEALTH_INTERVAL=0", "UPMEDIC_BREAKER_FAILURES=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HealthInterval != 0 || cfg.BreakerFailures != 0 {
+		t.Errorf("interval %v, failures %d; want 0 and 0", cfg.HealthInterval, cfg.BreakerFailures)
+	}
+}
+
+func TestConfigListenMode(t *testing.T) {
+	for in, want := range map[string]os.FileMode{"0660": 0o660, "660": 0o660, "0o600": 0o600, "0666": 0o666, "0": 0, "0000": 0, "777": 0o777} {
+		cfg, err := loadConfig([]string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_LISTEN_MODE=" + in})
+		if err != nil || cfg.listenMode != want {
+			t.Errorf("UPMEDIC_LISTEN_MODE=%s: %v %#o, want %#o", in, err, cfgMode(cfg), want)
+		}
+	}
+}
+
+func cfgMode(c *Config) os.FileMode {
+	if c == nil {
+		return 0
+	}
+	return c.listenMode
+}
+
+// Every unknown variable is named at once, sorted, one line each, each with
+// its own suggestion (or none when nothing is close).
+func TestConfigUnknownVariables(t *testing.T) {
+	_, err := loadConfig([]string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_UPSTREAM_TIMEOUT=5s", "UPMEDIC_FOO=1", "UPMEDIC_HEALTHPATH=/h", "UPMEDIC_LISTEN_PORT=80"})
+	want := strings.Join([]string{
+		`UPMEDIC_FOO="1": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones`,
+		`UPMEDIC_HEALTHPATH="/h": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_HEALTH_PATH?`,
+		`UPMEDIC_LISTEN_PORT="80": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_LISTEN or UPMEDIC_LISTEN_MODE?`,
+		`UPMEDIC_UPSTREAM_TIMEOUT="5s": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_CONNECT_TIMEOUT, UPMEDIC_RESPONSE_TIMEOUT, UPMEDIC_READ_TIMEOUT, UPMEDIC_HEALTH_TIMEOUT or UPMEDIC_SHUTDOWN_TIMEOUT?`,
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Var != "UPMEDIC_FOO" {
+		t.Errorf("errors.As gives %+v, want the first ConfigError", ce)
+	}
+}
+
 // FuzzParseUpstream: any string gets an address or an error, never a panic,
 // and an accepted address is one upmedic can dial.
 func FuzzParseUpstream(f *testing.F) {
@@ -128,6 +183,27 @@ func FuzzParseUpstream(f *testing.F) {
 			}
 		default:
 			t.Errorf("%q: network %q", s, a.Network)
+		}
+	})
+}
+
+// FuzzParseMode: any string gets a mode or an error, never a panic; an
+// accepted mode holds permission bits only and reads back the same in the
+// form `upmedic env` shows.
+func FuzzParseMode(f *testing.F) {
+	for _, s := range []string{"0660", "660", "0o600", "0", "0777", "01777", "0668", "-660", "+660", "0x1b6", "6_60", " 0660", "u+rw", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseMode(s)
+		if err != nil {
+			return
+		}
+		if m&^os.ModePerm != 0 {
+			t.Fatalf("%q: mode %v has bits beyond the permissions", s, m)
+		}
+		if back, err := parseMode(fmt.Sprintf("%04o", uint32(m))); err != nil || back != m {
+			t.Fatalf("%q: %#o reads back as %#o, %v", s, m, back, err)
 		}
 	})
 }

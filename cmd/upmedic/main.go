@@ -13,8 +13,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/upmedic/upmedic/admin"
@@ -32,7 +32,8 @@ const usage = `usage: upmedic [command]
 commands:
   serve                  run the sidecar (the default)
   check                  exit 0 when the running sidecar reports ready (Docker HEALTHCHECK)
-  env                    print every UPMEDIC_ variable, its default and meaning
+  env                    print every UPMEDIC_ variable: its value in effect, where it came
+                         from, its default and meaning
   diag probe [--json]    one-shot doctor against UPMEDIC_UPSTREAM
   diag nginx-log [--json] [--since TIME] [FILE|-]
                          classify an nginx error.log
@@ -58,8 +59,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	case "check":
 		return check(environ, stdout, stderr)
 	case "env":
-		printEnv(stdout)
-		return 0
+		return printEnv(environ, stdout, stderr)
 	case "diag":
 		return diagCommand(args, environ, stdin, stdout, stderr)
 	case "demo":
@@ -79,7 +79,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 func serve(environ []string, stderr io.Writer) int {
 	cfg, err := loadConfig(environ)
 	if err != nil {
-		fmt.Fprintln(stderr, "upmedic:", err)
+		printError(stderr, "upmedic: ", err)
 		return 2
 	}
 	log := newLogger(cfg.LogFormat, stderr)
@@ -97,31 +97,42 @@ func serve(environ []string, stderr io.Writer) int {
 func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<- [2]string) error {
 	journal := new(diag.Journal)
 	traffic := new(diag.Traffic)
-	checker := health.NewChecker(health.Settings{
-		Network: cfg.upstream.Network, Address: cfg.upstream.Address,
-		Path: cfg.HealthPath, Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
-		Rise: cfg.HealthRise, Fall: cfg.HealthFall,
-		MaxHeaderBytes: cfg.MaxResponseHeaderBytes, Logger: log,
-	})
-	breaker := health.NewBreaker(health.BreakerSettings{
-		Failures: cfg.BreakerFailures, OpenFor: cfg.BreakerOpenFor, Logger: log,
-	})
-	p := proxy.New(proxy.Settings{
+	ps := proxy.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		ConnectTimeout: cfg.ConnectTimeout, ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, BufferBytes: bufferBytes(cfg.BufferBytes),
 		MaxConns: cfg.MaxConns, Hold: cfg.Hold, ExposeDetails: cfg.ExposeDetails, Name: cfg.Name,
-		Health: checker, Breaker: breaker, Journal: journal, Traffic: traffic, Logger: log,
-	})
+		Journal: journal, Traffic: traffic, Logger: log,
+	}
+	// UPMEDIC_HEALTH_INTERVAL=0 and UPMEDIC_BREAKER_FAILURES=0 turn them off:
+	// nil in every Settings (and never a nil pointer in proxy's interfaces).
+	var checker *health.Checker
+	if cfg.HealthInterval > 0 {
+		checker = health.NewChecker(health.Settings{
+			Network: cfg.upstream.Network, Address: cfg.upstream.Address,
+			Path: cfg.HealthPath, Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
+			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
+			MaxHeaderBytes: cfg.MaxResponseHeaderBytes, Logger: log,
+		})
+		ps.Health = checker
+	}
+	var breaker *health.Breaker
+	if cfg.BreakerFailures > 0 {
+		breaker = health.NewBreaker(health.BreakerSettings{
+			Failures: cfg.BreakerFailures, OpenFor: cfg.BreakerOpenFor, Logger: log,
+		})
+		ps.Breaker = breaker
+	}
+	p := proxy.New(ps)
 	defer p.Close()
 
-	ln, err := listen(cfg.listen)
+	ln, err := listen(cfg.listen, cfg.listenMode)
 	if err != nil {
 		return fmt.Errorf("listen on UPMEDIC_LISTEN: %w", err)
 	}
 	var adminLn net.Listener
 	if cfg.admin.Network != "" {
-		if adminLn, err = listen(cfg.admin); err != nil {
+		if adminLn, err = listen(cfg.admin, cfg.listenMode); err != nil {
 			ln.Close()
 			return fmt.Errorf("listen on UPMEDIC_ADMIN_LISTEN: %w", err)
 		}
@@ -130,7 +141,9 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 	g, ctx := errgroup.WithContext(ctx)
 	srv := p.Server()
 	g.Go(func() error { return srv.Serve(ln) })
-	g.Go(func() error { return checker.Run(ctx) })
+	if checker != nil {
+		g.Go(func() error { return checker.Run(ctx) })
+	}
 	var adminSrv *http.Server
 	if adminLn != nil {
 		adminSrv = &http.Server{
@@ -147,8 +160,15 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			return nil
 		})
 	}
+	healthChecks, breakerState := "every "+cfg.HealthInterval.String(), "closed"
+	if checker == nil {
+		healthChecks = "off"
+	}
+	if breaker == nil {
+		breakerState = "off"
+	}
 	log.Info("upmedic serving", "listen", cfg.listen.String(), "upstream", cfg.upstream.String(),
-		"admin", cfg.admin.String(), "version", version)
+		"admin", cfg.admin.String(), "health_checks", healthChecks, "breaker", breakerState, "version", version)
 	if ready != nil {
 		a := [2]string{ln.Addr().String(), ""}
 		if adminLn != nil {
@@ -183,18 +203,37 @@ func bufferBytes(n int) int {
 }
 
 // listen opens a TCP or unix listener. A stale unix socket file left by a
-// previous run is removed first.
-func listen(a address) (net.Listener, error) {
-	if a.Network == "unix" {
-		if fi, err := os.Lstat(a.Address); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			if c, err := net.Dial("unix", a.Address); err == nil {
-				c.Close()
-				return nil, fmt.Errorf("%s is in use by a running process", a.Address)
-			}
-			_ = os.Remove(a.Address)
-		}
+// previous run is removed first, and a new socket gets mode (UPMEDIC_LISTEN_MODE)
+// right after it is made: chmod is not subject to the umask, which a
+// systemd unit's UMask=0077 would otherwise apply (srwx------).
+func listen(a address, mode os.FileMode) (net.Listener, error) {
+	if a.Network != "unix" {
+		return net.Listen(a.Network, a.Address)
 	}
-	return net.Listen(a.Network, a.Address)
+	if fi, err := os.Lstat(a.Address); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", a.Address); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by a running process", a.Address)
+		}
+		_ = os.Remove(a.Address)
+	}
+	ln, err := net.Listen("unix", a.Address)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(a.Address, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("set mode %#o (UPMEDIC_LISTEN_MODE): %w", mode, err)
+	}
+	return ln, nil
+}
+
+// printError writes err to w, prefix before each of its lines: a
+// ConfigErrors holds one line per variable.
+func printError(w io.Writer, prefix string, err error) {
+	for line := range strings.Lines(err.Error()) {
+		fmt.Fprint(w, prefix, strings.TrimSuffix(line, "\n"), "\n")
+	}
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -208,7 +247,7 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 func check(environ []string, stdout, stderr io.Writer) int {
 	cfg, err := loadConfigForTools(environ)
 	if err != nil {
-		fmt.Fprintln(stderr, "upmedic:", err)
+		printError(stderr, "upmedic: ", err)
 		return 2
 	}
 	if cfg.admin.Network == "" {
@@ -238,21 +277,4 @@ func loadConfigForTools(environ []string) (*Config, error) {
 		environ = append(environ[:len(environ):len(environ)], envPrefix+"UPSTREAM=127.0.0.1:1")
 	}
 	return loadConfig(environ)
-}
-
-// printEnv prints every variable with its default and meaning.
-func printEnv(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, f := range configFields() {
-		def := f.Default
-		switch {
-		case f.Required:
-			def = "(required)"
-		case def == "":
-			def = "(empty)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Var, def, f.Help)
-	}
-	tw.Flush()
 }
