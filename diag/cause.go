@@ -178,3 +178,16 @@ func ParseCause(name string) (Cause, bool) {
 	}
 	return None, false
 }
+
+// slowClientsHint replaces connection_limit_reached's hint when clients
+// still sending their request bodies hold some of the connections.
+const slowClientsHint = "upstream connections are held by clients still sending their request bodies (client-bodies): slow uploads, not the app, fill UPMEDIC_MAX_CONNS. Let nginx buffer request bodies (proxy_request_buffering on, its default), lower UPMEDIC_CLIENT_BODY_TIMEOUT, or raise UPMEDIC_MAX_CONNS."
+
+// Hint returns what the operator should check for this diagnosis: its
+// cause's hint, or a more precise one where the parameters tell more.
+func (d *Diagnosis) Hint() string {
+	if d.Cause == ConnectionLimitReached && d.ClientBodies > 0 {
+		return slowClientsHint
+	}
+	return d.Cause.Hint()
+}

@@ -32,6 +32,7 @@ type Diagnosis struct {
 	LastCause         Cause         // last-cause, the last failed health probe
 	RetryIn           time.Duration // retry-in-ms, until the next trial or probe
 	ReceivedStatus    int           // received-status, for the Passthrough causes
+	ClientBodies      int           // client-bodies: connections held by clients still sending bodies
 	Upstream          string        // upstream, only with EXPOSE_DETAILS
 }
 
@@ -63,6 +64,9 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	if d.Limit > 0 {
 		dst = appendIntParam(dst, "limit", int64(d.Limit))
 	}
+	if d.ClientBodies > 0 {
+		dst = appendIntParam(dst, "client-bodies", int64(d.ClientBodies))
+	}
 	if d.TrippedBy.IsFailure() {
 		dst = append(dst, ";tripped-by="...)
 		dst = append(dst, d.TrippedBy.String()...)
@@ -80,7 +84,7 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 			dst = append(dst, ";upstream="...)
 			dst = AppendString(dst, d.Upstream)
 		}
-		if h := d.Cause.Hint(); h != "" {
+		if h := d.Hint(); h != "" {
 			dst = append(dst, ";hint="...)
 			dst = AppendString(dst, h)
 		}

@@ -1,6 +1,8 @@
 package diag
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -15,6 +17,9 @@ type Traffic struct {
 	parked    atomic.Int64
 	retries   atomic.Uint64
 	aborted   atomic.Uint64
+
+	rejectMu sync.Mutex        // guards rejected
+	rejected map[string]uint64 // requests upmedic refused, by the rule they broke
 }
 
 // Done counts one answered request with status code and its duration. A nil
@@ -67,6 +72,28 @@ func (t *Traffic) Aborted() {
 	if t != nil {
 		t.aborted.Add(1)
 	}
+}
+
+// Rejected counts one request refused for breaking rule (a short token such
+// as "bare-lf" or "client-body-timeout"). It is off the hot path: it takes a
+// lock and may allocate.
+func (t *Traffic) Rejected(rule string) {
+	if t == nil {
+		return
+	}
+	t.rejectMu.Lock()
+	if t.rejected == nil {
+		t.rejected = make(map[string]uint64)
+	}
+	t.rejected[rule]++
+	t.rejectMu.Unlock()
+}
+
+// Rejections returns the refused requests by rule.
+func (t *Traffic) Rejections() map[string]uint64 {
+	t.rejectMu.Lock()
+	defer t.rejectMu.Unlock()
+	return maps.Clone(t.rejected)
 }
 
 // StatusCount is the number of requests answered with one status code.

@@ -38,6 +38,21 @@ func splitField(line []byte) (Field, error) {
 	return Field{Name: line[:colon], Value: v}, nil
 }
 
+// ValidFieldLine reports whether line, without its CRLF, is a well-formed
+// field line (a trailer field, say) that names no framing field.
+func ValidFieldLine(line []byte) bool {
+	f, err := splitField(line)
+	if err != nil {
+		return false
+	}
+	for _, name := range framingFields {
+		if equalFold(f.Name, name) || disguises(f.Name, name) {
+			return false
+		}
+	}
+	return true
+}
+
 // framingFields are the fields whose names a message may not disguise by
 // writing '_' for '-': a peer that folds the two would frame or route the
 // message differently.

@@ -460,14 +460,8 @@ func (s *RequestScanner) trailerLine(raw []byte) error {
 		s.endRequest()
 		return nil
 	}
-	f, err := splitField(line)
-	if err != nil {
+	if !ValidFieldLine(line) {
 		return ErrTrailer
-	}
-	for _, name := range framingFields {
-		if equalFold(f.Name, name) || disguises(f.Name, name) {
-			return ErrTrailer
-		}
 	}
 	return nil
 }

@@ -25,6 +25,8 @@ type Response struct {
 	// answers to HEAD.
 	Framing       Framing
 	ContentLength int64 // with Framing Length; as announced otherwise
+	// HasContentLength reports whether a Content-Length field was sent.
+	HasContentLength bool
 	// KeepAlive reports whether the connection can carry another exchange
 	// once this response is complete: HTTP/1.1, no Connection: close, a body
 	// that is not delimited by the close.
@@ -136,6 +138,7 @@ func (r *Response) Parse(b []byte, head bool) (int, error) {
 	default:
 		r.Framing = Close
 	}
+	r.HasContentLength = clSeen
 	r.KeepAlive = r.HTTP11 && !connClose && r.Framing != Close
 	return i, nil
 }
