@@ -8,7 +8,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/diag/nginxlog"
+	"github.com/upmedic/upmedic/diag/probe"
 )
 
 // diagCommand runs `upmedic diag probe` and `upmedic diag nginx-log`.
@@ -42,7 +43,7 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+cfg.ResponseTimeout+5*time.Second)
 	defer cancel()
-	report := diag.Probe(ctx, diag.ProbeSettings{
+	report := probe.Check(ctx, probe.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		HealthPath: cfg.HealthPath, ConnectTimeout: cfg.ConnectTimeout,
 		ResponseTimeout: cfg.ResponseTimeout, MaxHeaderBytes: cfg.MaxResponseHeaderBytes,
@@ -71,7 +72,7 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
 		return 2
 	}
-	var opt diag.NginxLogOptions
+	var opt nginxlog.Options
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -90,7 +91,7 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		defer f.Close()
 		in = f
 	}
-	report, err := diag.AnalyzeNginxLog(in, opt)
+	report, err := nginxlog.Analyze(in, opt)
 	if err != nil {
 		fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
 		return 1

@@ -1,4 +1,4 @@
-package diag
+package probe
 
 import (
 	"encoding/json"
@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // ANSI colours for WriteText on a terminal.
@@ -22,7 +24,7 @@ const (
 // WriteText writes r for a person: a summary block, then every finding with
 // its details and fix, then the verdict. color adds ANSI colours; pass true
 // only when w is a terminal.
-func (r *ProbeReport) WriteText(w io.Writer, color bool) error {
+func (r *Report) WriteText(w io.Writer, color bool) error {
 	paint := func(code, s string) string {
 		if !color {
 			return s
@@ -43,7 +45,7 @@ func (r *ProbeReport) WriteText(w io.Writer, color bool) error {
 	case r.Connected:
 		kv("connect", "ok in "+fmtDuration(r.ConnectTime))
 	case r.Errno != 0:
-		kv("connect", "failed after "+fmtDuration(r.ConnectTime)+": "+ErrnoName(r.Errno))
+		kv("connect", "failed after "+fmtDuration(r.ConnectTime)+": "+diag.ErrnoName(r.Errno))
 	default:
 		kv("connect", "failed after "+fmtDuration(r.ConnectTime))
 	}
@@ -75,7 +77,7 @@ func (r *ProbeReport) WriteText(w io.Writer, color bool) error {
 			tag = paint(ansiGreen, "OK  ")
 		}
 		title := f.Title
-		if f.Cause != None {
+		if f.Cause != diag.None {
 			title = f.Cause.String() + ": " + title
 		}
 		b.WriteString(tag + "  " + title + "\n")
@@ -104,7 +106,7 @@ func (r *ProbeReport) WriteText(w io.Writer, color bool) error {
 	return err
 }
 
-func (r *ProbeReport) count(s Severity) int {
+func (r *Report) count(s Severity) int {
 	n := 0
 	for i := range r.Findings {
 		if r.Findings[i].Severity == s {
@@ -121,9 +123,9 @@ func plural(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
-// probeJSON is the JSON shape of a ProbeReport: a contract for scripts, kept
+// reportJSON is the JSON shape of a Report: a contract for scripts, kept
 // apart from the Go type so either can change without breaking the other.
-type probeJSON struct {
+type reportJSON struct {
 	Upstream          string        `json:"upstream"`
 	Network           string        `json:"network"`
 	Address           string        `json:"address"`
@@ -172,8 +174,8 @@ type findingJSON struct {
 // "healthy", and "findings" each with "severity" (ok, warn, fail), "cause"
 // (the X-Upstream-Diagnosis token, absent when none), "title", "details" and
 // "fix".
-func (r *ProbeReport) WriteJSON(w io.Writer) error {
-	out := probeJSON{
+func (r *Report) WriteJSON(w io.Writer) error {
+	out := reportJSON{
 		Upstream:   r.Upstream,
 		Network:    r.Network,
 		Address:    r.Address,
@@ -187,7 +189,7 @@ func (r *ProbeReport) WriteJSON(w io.Writer) error {
 		Healthy:           r.Healthy(),
 		Connected:         r.Connected,
 		ConnectMS:         ms(r.ConnectTime),
-		Errno:             ErrnoName(r.Errno),
+		Errno:             diag.ErrnoName(r.Errno),
 		Status:            r.Status,
 		FirstByteMS:       ms(r.FirstByte),
 		HeaderSectionSize: r.HeaderSectionSize,
@@ -203,7 +205,7 @@ func (r *ProbeReport) WriteJSON(w io.Writer) error {
 	}
 	for _, f := range r.Findings {
 		fj := findingJSON{Severity: f.Severity.String(), Title: f.Title, Details: f.Details, Fix: f.Fix}
-		if f.Cause != None {
+		if f.Cause != diag.None {
 			fj.Cause = f.Cause.String()
 		}
 		out.Findings = append(out.Findings, fj)

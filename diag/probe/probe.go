@@ -1,4 +1,10 @@
-package diag
+// Package probe is upmedic's one-shot doctor for an upstream: it connects
+// once (and sends one health request), as the user the process runs as, and
+// explains in findings what upmedic's proxy would diagnose and how to fix
+// it: socket modes and parent directories against the user's uid and
+// groups, SELinux, DNS, listen backlogs, slow or oversized responses, and
+// servers that do not speak HTTP. It names causes with package diag.
+package probe
 
 import (
 	"context"
@@ -10,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // The probe's defaults and bounds. The defaults match upmedic's own
@@ -26,10 +34,10 @@ const (
 	probeHeaderCap = 1 << 20
 )
 
-// ProbeSettings says what Probe checks and by which limits. Its zero value
+// Settings says what Check checks and by which limits. Its zero value
 // is not useful (Address is required); every other zero field gets the
 // default its comment names.
-type ProbeSettings struct {
+type Settings struct {
 	// Network is "tcp" or "unix". Empty means "unix" when Address starts with
 	// "/" or "@" (an abstract socket), else "tcp".
 	Network string
@@ -58,7 +66,7 @@ type ProbeSettings struct {
 	SELinuxRoot string
 }
 
-func (s ProbeSettings) withDefaults() ProbeSettings {
+func (s Settings) withDefaults() Settings {
 	s.Address = strings.TrimPrefix(s.Address, "unix:")
 	if s.Network == "" {
 		s.Network = "tcp"
@@ -124,7 +132,7 @@ type Finding struct {
 	// Cause is what upmedic's proxy would report for the same fault, or
 	// None when the finding has no proxy cause (a healthy step, a 4xx on
 	// the health path).
-	Cause    Cause
+	Cause    diag.Cause
 	Severity Severity
 	// Title is one line saying what was found.
 	Title string
@@ -135,14 +143,14 @@ type Finding struct {
 	Fix []string
 }
 
-// ProbeID is a numeric user or group id and its name ("" when it has none).
-type ProbeID struct {
+// ID is a numeric user or group id and its name ("" when it has none).
+type ID struct {
 	ID   int
 	Name string
 }
 
 // String returns "65534(nobody)", or "4242" for an id without a name.
-func (p ProbeID) String() string {
+func (p ID) String() string {
 	if p.Name == "" {
 		return strconv.Itoa(p.ID)
 	}
@@ -151,23 +159,23 @@ func (p ProbeID) String() string {
 
 // label returns the name when there is one, else the number: what a shell
 // command (usermod, chgrp) accepts.
-func (p ProbeID) label() string {
+func (p ID) label() string {
 	if p.Name == "" {
 		return strconv.Itoa(p.ID)
 	}
 	return p.Name
 }
 
-// ProbeIdentity is who the probe ran as: file permissions are checked for
+// Identity is who the probe ran as: file permissions are checked for
 // this user, not for whoever runs the proxy.
-type ProbeIdentity struct {
-	User   ProbeID   // effective uid
-	Group  ProbeID   // effective gid
-	Groups []ProbeID // supplementary groups (os.Getgroups)
+type Identity struct {
+	User   ID   // effective uid
+	Group  ID   // effective gid
+	Groups []ID // supplementary groups (os.Getgroups)
 }
 
 // inGroup reports whether gid is the effective or a supplementary group.
-func (id *ProbeIdentity) inGroup(gid int) bool {
+func (id *Identity) inGroup(gid int) bool {
 	if gid == id.Group.ID {
 		return true
 	}
@@ -179,10 +187,10 @@ func (id *ProbeIdentity) inGroup(gid int) bool {
 	return false
 }
 
-func (id *ProbeIdentity) isRoot() bool { return id.User.ID == 0 }
+func (id *Identity) isRoot() bool { return id.User.ID == 0 }
 
 // String returns the identity the way id(1) prints it.
-func (id *ProbeIdentity) String() string {
+func (id *Identity) String() string {
 	var b strings.Builder
 	b.WriteString("uid=" + id.User.String() + " gid=" + id.Group.String() + " groups=")
 	if len(id.Groups) == 0 {
@@ -197,8 +205,8 @@ func (id *ProbeIdentity) String() string {
 	return b.String()
 }
 
-func currentIdentity() ProbeIdentity {
-	id := ProbeIdentity{User: userID(os.Geteuid()), Group: groupID(os.Getegid())}
+func currentIdentity() Identity {
+	id := Identity{User: userID(os.Geteuid()), Group: groupID(os.Getegid())}
 	groups, _ := os.Getgroups() // on error the probe judges by the primary group alone
 	for _, g := range groups {
 		id.Groups = append(id.Groups, groupID(g))
@@ -206,31 +214,31 @@ func currentIdentity() ProbeIdentity {
 	return id
 }
 
-func userID(uid int) ProbeID {
-	p := ProbeID{ID: uid}
+func userID(uid int) ID {
+	p := ID{ID: uid}
 	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		p.Name = u.Username
 	}
 	return p
 }
 
-func groupID(gid int) ProbeID {
-	p := ProbeID{ID: gid}
+func groupID(gid int) ID {
+	p := ID{ID: gid}
 	if g, err := user.LookupGroupId(strconv.Itoa(gid)); err == nil {
 		p.Name = g.Name
 	}
 	return p
 }
 
-// ProbeReport is what one Probe found. Findings are in the order the probe
+// Report is what one Check found. Findings are in the order the probe
 // met them: connect first, then the HTTP exchange.
-type ProbeReport struct {
-	Upstream   string // ProbeSettings.Display
+type Report struct {
+	Upstream   string // Settings.Display
 	Network    string // "tcp" or "unix"
 	Address    string
 	HealthPath string // "" when the probe only connected
 	Host       string // the Host header sent with HealthPath
-	Identity   ProbeIdentity
+	Identity   Identity
 
 	Connected bool
 	// ConnectTime is how long the connect took, or how long it took to fail.
@@ -247,7 +255,7 @@ type ProbeReport struct {
 	// a larger section reports 1 MiB and a finding says so.
 	HeaderSectionSize int
 	// Settings are the limits the probe judged by, defaults filled in.
-	Settings ProbeSettings
+	Settings Settings
 
 	Findings []Finding
 }
@@ -255,7 +263,7 @@ type ProbeReport struct {
 // Healthy reports whether no finding is a failure: the proxy would forward
 // requests to this upstream without diagnosing a fault. Warnings do not
 // count. The CLI exits 0 when Healthy is true.
-func (r *ProbeReport) Healthy() bool {
+func (r *Report) Healthy() bool {
 	for i := range r.Findings {
 		if r.Findings[i].Severity == SeverityFail {
 			return false
@@ -264,25 +272,25 @@ func (r *ProbeReport) Healthy() bool {
 	return true
 }
 
-func (r *ProbeReport) add(f Finding) { r.Findings = append(r.Findings, f) }
+func (r *Report) add(f Finding) { r.Findings = append(r.Findings, f) }
 
-// prober carries one Probe's state.
+// prober carries one Check's state.
 type prober struct {
-	s  ProbeSettings
-	r  *ProbeReport
-	id *ProbeIdentity
+	s  Settings
+	r  *Report
+	id *Identity
 }
 
-// Probe connects to the upstream in s once, as the user the process runs as,
+// Check connects to the upstream in s once, as the user the process runs as,
 // and, when s.HealthPath is set, sends one HTTP/1.1 GET with Connection:
 // close and reads the response header section. It explains every finding in
 // the report and returns; it never returns nil. ctx bounds the whole probe.
 //
-// Probe is a one-shot doctor for a command line: it allocates freely and
+// Check is a one-shot doctor for a command line: it allocates freely and
 // reads the file system (socket and directory modes, selinuxfs).
-func Probe(ctx context.Context, s ProbeSettings) *ProbeReport {
+func Check(ctx context.Context, s Settings) *Report {
 	s = s.withDefaults()
-	r := &ProbeReport{
+	r := &Report{
 		Upstream:   s.Display,
 		Network:    s.Network,
 		Address:    s.Address,
@@ -312,7 +320,7 @@ func Probe(ctx context.Context, s ProbeSettings) *ProbeReport {
 	conn, err := d.DialContext(ctx, s.Network, s.Address)
 	r.ConnectTime = time.Since(start)
 	if err != nil {
-		r.Errno = Errno(err)
+		r.Errno = diag.Errno(err)
 		p.explainConnect(ctx, err)
 		return r
 	}
@@ -353,32 +361,32 @@ func (p *prober) connected() {
 
 // explainConnect turns a failed connect into findings.
 func (p *prober) explainConnect(ctx context.Context, err error) {
-	cause := Classify(err)
-	errno := ErrnoName(p.r.Errno)
-	if ctx.Err() != nil && cause != ConnectionTimeout {
+	cause := diag.Classify(err)
+	errno := diag.ErrnoName(p.r.Errno)
+	if ctx.Err() != nil && cause != diag.ConnectionTimeout {
 		p.r.add(Finding{Severity: SeverityFail, Title: "probe cancelled while connecting",
 			Details: []string{err.Error()}})
 		return
 	}
 	if p.s.Network == "unix" {
 		switch cause {
-		case SocketNotFound:
+		case diag.SocketNotFound:
 			p.explainMissing(errno)
 			return
-		case SocketPermissionDenied:
+		case diag.SocketPermissionDenied:
 			p.explainPermission(cause, errno)
 			return
-		case ConnectionRefused:
+		case diag.ConnectionRefused:
 			p.explainRefusedSocket(errno)
 			return
 		}
 	}
 	switch cause {
-	case ConnectionRefused:
+	case diag.ConnectionRefused:
 		p.explainRefusedTCP(errno)
-	case DestinationIPProhibited:
+	case diag.DestinationIPProhibited:
 		p.explainProhibited(errno)
-	case DestinationIPUnroutable:
+	case diag.DestinationIPUnroutable:
 		p.r.add(Finding{Cause: cause, Severity: SeverityFail,
 			Title: fmt.Sprintf("no route to %s (%s)", p.s.Address, errno),
 			Details: []string{
@@ -389,9 +397,9 @@ func (p *prober) explainConnect(ctx context.Context, err error) {
 				"check the address and the route: ip route get " + hostOf(p.s.Address),
 				"use the app's service name or IP on a network both share (docker network inspect)",
 			}})
-	case DNSError, DNSTimeout:
+	case diag.DNSError, diag.DNSTimeout:
 		p.explainDNS(cause, err)
-	case ConnectionLimitReached:
+	case diag.ConnectionLimitReached:
 		p.r.add(Finding{Cause: cause, Severity: SeverityFail,
 			Title: fmt.Sprintf("the listen backlog of %s is full (%s)", p.s.Address, errno),
 			Details: []string{
@@ -401,7 +409,7 @@ func (p *prober) explainConnect(ctx context.Context, err error) {
 				"find what keeps the workers busy (the app's log, slow requests), or add workers",
 				"raise the backlog: gunicorn --backlog 2048, php-fpm listen.backlog = 2048, and sysctl net.core.somaxconn (the kernel caps every backlog at it)",
 			}})
-	case ConnectionTimeout:
+	case diag.ConnectionTimeout:
 		p.r.add(Finding{Cause: cause, Severity: SeverityFail,
 			Title: fmt.Sprintf("connect to %s did not finish within %s", p.s.Address, p.s.ConnectTimeout),
 			Details: []string{
@@ -428,7 +436,7 @@ func (p *prober) explainRefusedTCP(errno string) {
 			hostOf(p.s.Address)+" is the loopback of the machine upmedic runs on; inside a container, localhost is the container itself, not the Docker host and not another container")
 	}
 	details = append(details, "an app bound to another address (::1, a container IP, a unix socket) refuses connections on this one")
-	p.r.add(Finding{Cause: ConnectionRefused, Severity: SeverityFail,
+	p.r.add(Finding{Cause: diag.ConnectionRefused, Severity: SeverityFail,
 		Title:   "nothing listens on " + p.s.Address,
 		Details: details,
 		Fix: []string{
@@ -439,10 +447,10 @@ func (p *prober) explainRefusedTCP(errno string) {
 		}})
 }
 
-func (p *prober) explainDNS(cause Cause, err error) {
+func (p *prober) explainDNS(cause diag.Cause, err error) {
 	host := hostOf(p.s.Address)
 	title := "the name " + host + " does not resolve"
-	if cause == DNSTimeout {
+	if cause == diag.DNSTimeout {
 		title = "the lookup of " + host + " timed out"
 	}
 	f := Finding{Cause: cause, Severity: SeverityFail, Title: title, Details: []string{err.Error()},
@@ -452,7 +460,7 @@ func (p *prober) explainDNS(cause Cause, err error) {
 			"in Docker Compose, the upstream is the service name, and both services must share a network",
 			"or use an IP address in UPMEDIC_UPSTREAM",
 		}}
-	if cause == DNSTimeout {
+	if cause == diag.DNSTimeout {
 		f.Details = append(f.Details, "the resolver did not answer within "+p.s.ConnectTimeout.String())
 	}
 	p.r.add(f)
@@ -460,7 +468,7 @@ func (p *prober) explainDNS(cause Cause, err error) {
 
 func (p *prober) explainProhibited(errno string) {
 	se := readSELinux(p.s.SELinuxRoot)
-	f := Finding{Cause: DestinationIPProhibited, Severity: SeverityFail,
+	f := Finding{Cause: diag.DestinationIPProhibited, Severity: SeverityFail,
 		Title:   fmt.Sprintf("the kernel refused the connect to %s (%s)", p.s.Address, errno),
 		Details: []string{"the connect never reached the network: a security policy on this machine forbids it"}}
 	switch {

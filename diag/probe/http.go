@@ -1,4 +1,4 @@
-package diag
+package probe
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // nginxDefaultBufferSize is nginx's default proxy_buffer_size on the common
@@ -51,7 +53,7 @@ func (p *prober) exchange(ctx context.Context, conn net.Conn) {
 			p.cancelled(err)
 			return
 		}
-		cause := ClassifyIn(PhaseRequest, err)
+		cause := diag.ClassifyIn(diag.PhaseRequest, err)
 		p.r.add(Finding{Cause: cause, Severity: SeverityFail,
 			Title:   "the upstream closed the connection while the request was sent",
 			Details: []string{err.Error()},
@@ -69,7 +71,7 @@ func (p *prober) exchange(ctx context.Context, conn net.Conn) {
 		p.notHTTP(h.buf)
 	case h.overCap:
 		p.r.HeaderSectionSize = len(h.buf)
-		p.r.add(Finding{Cause: HTTPResponseHeaderSectionSize, Severity: SeverityFail,
+		p.r.add(Finding{Cause: diag.HTTPResponseHeaderSectionSize, Severity: SeverityFail,
 			Title: "the response header section did not end within its first 1 MiB",
 			Details: []string{
 				"no blank line ended the header section in the first 1 MiB: the app sends an endless header, or a body with a broken header",
@@ -94,10 +96,10 @@ func (p *prober) cancelled(err error) {
 // readFailed explains a read that stopped before the header section ended.
 func (p *prober) readFailed(h headRead) {
 	s := p.s
-	cause := ClassifyIn(PhaseHeader, h.err)
+	cause := diag.ClassifyIn(diag.PhaseHeader, h.err)
 	got := fmt.Sprintf("%d bytes of the response header arrived", len(h.buf))
 	switch cause {
-	case HTTPResponseTimeout:
+	case diag.HTTPResponseTimeout:
 		f := Finding{Cause: cause, Severity: SeverityFail}
 		if len(h.buf) == 0 {
 			f.Title = fmt.Sprintf("no response within %s (UPMEDIC_RESPONSE_TIMEOUT)", s.ResponseTimeout)
@@ -116,7 +118,7 @@ func (p *prober) readFailed(h headRead) {
 			"reproduce: " + p.reproduce(),
 		}
 		p.r.add(f)
-	case ConnectionTerminated:
+	case diag.ConnectionTerminated:
 		f := Finding{Cause: cause, Severity: SeverityFail}
 		if len(h.buf) == 0 {
 			f.Title = "the upstream closed the connection without answering GET " + s.HealthPath
@@ -148,7 +150,7 @@ func (p *prober) readFailed(h headRead) {
 // notHTTP explains a response that does not start with "HTTP/".
 func (p *prober) notHTTP(b []byte) {
 	proto, fix := guessProtocol(b)
-	f := Finding{Cause: ClassifyIn(PhaseHeader, ErrNotHTTP), Severity: SeverityFail,
+	f := Finding{Cause: diag.ClassifyIn(diag.PhaseHeader, diag.ErrNotHTTP), Severity: SeverityFail,
 		Title: "the upstream does not answer in HTTP: this looks like " + proto,
 		Details: []string{
 			"first bytes: " + quoteBytes(b, 48),
@@ -194,7 +196,7 @@ func (p *prober) judgeHead(h headRead) {
 	head := h.buf[:h.end]
 	rh, ok := parseHead(head)
 	if !ok {
-		p.r.add(Finding{Cause: ClassifyIn(PhaseHeader, ErrNotHTTP), Severity: SeverityFail,
+		p.r.add(Finding{Cause: diag.ClassifyIn(diag.PhaseHeader, diag.ErrNotHTTP), Severity: SeverityFail,
 			Title:   "the upstream's status line is not valid HTTP/1.x",
 			Details: []string{"status line: " + quoteBytes(firstLine(head), 120)},
 			Fix:     []string{"the app, or something between, writes a broken response: reproduce with " + p.reproduce()}})
@@ -209,7 +211,7 @@ func (p *prober) judgeHead(h headRead) {
 	f := Finding{Details: []string{timing, size}}
 	switch {
 	case rh.status >= 500:
-		f.Cause, f.Severity = UpstreamStatus, SeverityFail
+		f.Cause, f.Severity = diag.UpstreamStatus, SeverityFail
 		f.Title = "GET " + s.HealthPath + " answered " + statusText + ": the app says it is failing"
 		if len(body) > 0 {
 			f.Details = append(f.Details, "body starts: "+quoteBytes(body, 200))
@@ -260,7 +262,7 @@ func (p *prober) judgeHead(h headRead) {
 
 // slowFinding warns about a first byte that took more than half of limit.
 func slowFinding(firstByte, limit time.Duration) Finding {
-	return Finding{Cause: HTTPResponseTimeout, Severity: SeverityWarn,
+	return Finding{Cause: diag.HTTPResponseTimeout, Severity: SeverityWarn,
 		Title: fmt.Sprintf("the first byte took %s, over half of UPMEDIC_RESPONSE_TIMEOUT (%s)", fmtDuration(firstByte), limit),
 		Details: []string{
 			"a little more load and the proxy answers http_response_timeout (504) instead, and health checks flap",
@@ -286,7 +288,7 @@ func sizeFinding(size, limit int, fields []fieldSize) (Finding, bool) {
 	nginxFix := "nginx:   " + directives
 	switch {
 	case size > limit:
-		f.Cause, f.Severity = HTTPResponseHeaderSectionSize, SeverityFail
+		f.Cause, f.Severity = diag.HTTPResponseHeaderSectionSize, SeverityFail
 		f.Title = fmt.Sprintf("the response header section is %d bytes, over UPMEDIC_MAX_RESPONSE_HEADER_BYTES=%d", size, limit)
 		f.Details = append(f.Details,
 			"the proxy would answer http_response_header_section_size (502); nginx needs it to fit in proxy_buffer_size too, or it logs \"upstream sent too big header\" and answers 502")
@@ -296,7 +298,7 @@ func sizeFinding(size, limit int, fields []fieldSize) (Finding, bool) {
 			"  " + nginxFix,
 		}
 	case size > nginxDefaultBufferSize:
-		f.Cause, f.Severity = HTTPResponseHeaderSectionSize, SeverityWarn
+		f.Cause, f.Severity = diag.HTTPResponseHeaderSectionSize, SeverityWarn
 		f.Title = fmt.Sprintf("the response header section is %d bytes: within upmedic's limit (%d) but over nginx's default proxy_buffer_size (4k or 8k)", size, limit)
 		f.Details = append(f.Details,
 			"unless nginx's buffers are raised, it logs \"upstream sent too big header while reading response header from upstream\" and answers 502")
@@ -305,7 +307,7 @@ func sizeFinding(size, limit int, fields []fieldSize) (Finding, bool) {
 			"  " + nginxFix,
 		}
 	case size*4 > limit*3:
-		f.Cause, f.Severity = HTTPResponseHeaderSectionSize, SeverityWarn
+		f.Cause, f.Severity = diag.HTTPResponseHeaderSectionSize, SeverityWarn
 		f.Title = fmt.Sprintf("the response header section is %d bytes, close to UPMEDIC_MAX_RESPONSE_HEADER_BYTES=%d", size, limit)
 		f.Details = append(f.Details, "a few more cookies and the proxy answers http_response_header_section_size (502)")
 		next, nextDirectives := nginxBuffers(2 * limit)

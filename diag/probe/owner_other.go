@@ -1,6 +1,6 @@
 //go:build !unix
 
-package diag
+package probe
 
 import "io/fs"
 

@@ -1,4 +1,4 @@
-package diag
+package probe
 
 import (
 	"fmt"
@@ -6,14 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // fileFacts are the ownership and mode of one path, for permission checks.
 type fileFacts struct {
 	path  string
 	mode  fs.FileMode
-	owner ProbeID
-	group ProbeID
+	owner ID
+	group ID
 	known bool // owner and group are known (unix)
 }
 
@@ -46,7 +48,7 @@ const (
 
 var permClassNames = [...]string{"owner", "group", "other"}
 
-func (f fileFacts) classFor(id *ProbeIdentity) permClass {
+func (f fileFacts) classFor(id *Identity) permClass {
 	switch {
 	case f.owner.ID == id.User.ID:
 		return classOwner
@@ -59,7 +61,7 @@ func (f fileFacts) classFor(id *ProbeIdentity) permClass {
 
 // allows reports whether id has the permission bit want (4 r, 2 w, 1 x) on
 // f, by the mode bits alone (no ACLs). Root is allowed everything.
-func (f fileFacts) allows(id *ProbeIdentity, want fs.FileMode) bool {
+func (f fileFacts) allows(id *Identity, want fs.FileMode) bool {
 	if id.isRoot() || !f.known {
 		return true
 	}
@@ -182,7 +184,7 @@ const appSocketSettings = "gunicorn --bind unix:PATH, php-fpm listen = PATH, uws
 
 func (p *prober) explainMissing(errno string) {
 	path := p.s.Address
-	f := Finding{Cause: SocketNotFound, Severity: SeverityFail}
+	f := Finding{Cause: diag.SocketNotFound, Severity: SeverityFail}
 	if strings.HasPrefix(path, "@") {
 		f.Title = "no abstract socket " + path + " (" + errno + ")"
 		f.Details = []string{"abstract sockets live in the network namespace: the app must run in the same one"}
@@ -256,7 +258,7 @@ func socketsIn(dir string, max int) []string {
 func (p *prober) explainRefusedSocket(errno string) {
 	path := p.s.Address
 	if strings.HasPrefix(path, "@") {
-		p.r.add(Finding{Cause: ConnectionRefused, Severity: SeverityFail,
+		p.r.add(Finding{Cause: diag.ConnectionRefused, Severity: SeverityFail,
 			Title: "nothing listens on abstract socket " + path + " (" + errno + ")",
 			Fix:   []string{"start or restart the app and check its log"}})
 		return
@@ -272,7 +274,7 @@ func (p *prober) explainRefusedSocket(errno string) {
 		case fi.Mode()&fs.ModeNamedPipe != 0:
 			kind = "a named pipe"
 		}
-		p.r.add(Finding{Cause: ConnectionRefused, Severity: SeverityFail,
+		p.r.add(Finding{Cause: diag.ConnectionRefused, Severity: SeverityFail,
 			Title: path + " is " + kind + ", not a socket",
 			Details: []string{
 				"connecting to it is refused (" + errno + ")",
@@ -285,7 +287,7 @@ func (p *prober) explainRefusedSocket(errno string) {
 			}})
 		return
 	}
-	f := Finding{Cause: ConnectionRefused, Severity: SeverityFail,
+	f := Finding{Cause: diag.ConnectionRefused, Severity: SeverityFail,
 		Title: "stale socket: " + path + " exists but nothing listens on it (" + errno + ")",
 		Details: []string{
 			"the app that created it died, was stopped, or is restarting; the file stays until the app removes or recreates it",
@@ -304,7 +306,7 @@ func (p *prober) explainRefusedSocket(errno string) {
 // explainPermission walks from / to the socket and names the first path the
 // probe's identity may not pass: a directory without search (x) permission
 // or a socket without write (w) permission.
-func (p *prober) explainPermission(cause Cause, errno string) {
+func (p *prober) explainPermission(cause diag.Cause, errno string) {
 	path := p.s.Address
 	id := p.id
 	who := id.User.label()
@@ -373,7 +375,7 @@ func (p *prober) explainPermission(cause Cause, errno string) {
 }
 
 // socketPermissionFinding explains a socket the identity may not write to.
-func (p *prober) socketPermissionFinding(cause Cause, errno string, facts fileFacts) Finding {
+func (p *prober) socketPermissionFinding(cause diag.Cause, errno string, facts fileFacts) Finding {
 	path := facts.path
 	id := p.id
 	who := id.User.label()
@@ -419,14 +421,14 @@ func (p *prober) socketPermissionFinding(cause Cause, errno string, facts fileFa
 
 // sharedGroup names the group to share in a fix: the file's group, unless that
 // is root's, which nobody should be added to.
-func sharedGroup(g ProbeID) string {
+func sharedGroup(g ID) string {
 	if g.ID == 0 {
 		return "<shared-group>"
 	}
 	return g.label()
 }
 
-func whyClass(c permClass, f fileFacts, id *ProbeIdentity) string {
+func whyClass(c permClass, f fileFacts, id *Identity) string {
 	who := id.User.label()
 	switch c {
 	case classOwner:

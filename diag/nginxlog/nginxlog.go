@@ -1,4 +1,8 @@
-package diag
+// Package nginxlog reads an nginx error.log and groups its upstream failures
+// by upstream address and cause: upmedic's causes (package diag) where the
+// line says what upmedic's proxy would have diagnosed, nginx-only findings
+// (a missing PHP script, nginx's own limits) otherwise, each with its fix.
+package nginxlog
 
 import (
 	"bufio"
@@ -12,10 +16,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // This file reads an nginx error.log and names, in upmedic's causes, why
-// nginx's upstream failed: the offline twin of Classify. nginx writes one
+// nginx's upstream failed: the offline twin of diag.Classify. nginx writes one
 // line per failure:
 //
 //	2024/05/01 12:00:00 [crit] 1234#1234: *5 connect() to unix:/run/app.sock failed
@@ -28,7 +34,7 @@ import (
 // for Classify), and a ", key: value" tail. The format is the same from
 // nginx 1.18 to 1.27.
 
-// maxNginxLine is the longest line AnalyzeNginxLog reads; a longer one is
+// maxNginxLine is the longest line Analyze reads; a longer one is
 // skipped unread. nginx itself truncates a line at 2048 bytes (NGX_MAX_ERROR_STR)
 // but a third-party module or a concatenated file may not.
 const maxNginxLine = 64 << 10
@@ -44,9 +50,9 @@ const (
 	nginxTimeLayout      = "2006/01/02 15:04:05"
 )
 
-// NginxLogOptions says which lines AnalyzeNginxLog counts. Its zero value
+// Options says which lines Analyze counts. Its zero value
 // counts every line and reads times in the local time zone.
-type NginxLogOptions struct {
+type Options struct {
 	// Since leaves out lines logged before it. Zero keeps every line.
 	Since time.Time
 	// Location is the time zone nginx wrote its times in (the log carries
@@ -54,9 +60,9 @@ type NginxLogOptions struct {
 	Location *time.Location
 }
 
-// NginxLogReport is what AnalyzeNginxLog found. Lines is always Matched +
+// Report is what Analyze found. Lines is always Matched +
 // Skipped + BeforeSince.
-type NginxLogReport struct {
+type Report struct {
 	// Lines is how many lines were read.
 	Lines int `json:"lines"`
 	// Matched is how many lines are upstream failures, counted in Groups.
@@ -68,15 +74,15 @@ type NginxLogReport struct {
 	// TooLong is how many of the Skipped lines were longer than 64 KiB and
 	// left unread.
 	TooLong int `json:"too_long"`
-	// BeforeSince is how many lines were logged before NginxLogOptions.Since.
+	// BeforeSince is how many lines were logged before Options.Since.
 	BeforeSince int `json:"before_since"`
 	// Groups are the failures by upstream and cause, most frequent first.
 	// Never nil.
-	Groups []NginxLogGroup `json:"groups"`
+	Groups []Group `json:"groups"`
 }
 
-// NginxLogGroup is every failure with one cause at one upstream.
-type NginxLogGroup struct {
+// Group is every failure with one cause at one upstream.
+type Group struct {
 	// Upstream is the address nginx talked to, without the request's URI:
 	// "http://127.0.0.1:8080", "http://unix:/run/app.sock",
 	// "fastcgi://unix:/run/php/php-fpm.sock", an upstream{} block's name
@@ -98,9 +104,9 @@ type NginxLogGroup struct {
 	Fix string `json:"fix"`
 }
 
-// NginxErrorLine is one parsed nginx error.log line. Its zero value is not a
+// Line is one parsed nginx error.log line. Its zero value is not a
 // line. Strings are empty when the line does not have them.
-type NginxErrorLine struct {
+type Line struct {
 	// Time is the wall-clock time nginx wrote, as if it were UTC: the log
 	// carries no time zone.
 	Time time.Time
@@ -130,11 +136,11 @@ type NginxErrorLine struct {
 // nginxLevels are nginx's severities, most severe first.
 var nginxLevels = [...]string{"emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"}
 
-// ParseNginxErrorLine parses one nginx error.log line, with or without its
+// ParseLine parses one nginx error.log line, with or without its
 // line ending. It reports false when line is not one: no time, level and
-// pid. It never looks at what the message means; see AnalyzeNginxLog.
-func ParseNginxErrorLine(line []byte) (NginxErrorLine, bool) {
-	var l NginxErrorLine
+// pid. It never looks at what the message means; see Analyze.
+func ParseLine(line []byte) (Line, bool) {
+	var l Line
 	line = bytes.TrimRight(line, "\r\n")
 	const head = len(nginxTimeLayout) + len(" [")
 	if len(line) < head || line[len(nginxTimeLayout)] != ' ' || line[len(nginxTimeLayout)+1] != '[' {
@@ -260,7 +266,7 @@ func nginxErrno(event string) int {
 // HTTP/1.1", upstream: "...", host: "..."" tail. nginx does not escape
 // quotes, so a quoted value ends at the quote that is followed by the next
 // ", key:" or ends the line.
-func (l *NginxErrorLine) parseTail(tail []byte) {
+func (l *Line) parseTail(tail []byte) {
 	s := string(tail)
 	for s != "" {
 		key, v, ok := strings.Cut(s, ":")
@@ -378,7 +384,7 @@ var nginxKinds = [numNginxKinds]struct{ name, fix string }{
 // nginxFinding is what one nginx error line says went wrong: one of upmedic's
 // causes, or else an nginx-only kind.
 type nginxFinding struct {
-	cause Cause
+	cause diag.Cause
 	kind  nginxKind
 }
 
@@ -401,10 +407,10 @@ func (f nginxFinding) fix() string {
 type nginxPhaseSet uint8
 
 const (
-	nginxConnect nginxPhaseSet = 1 << PhaseConnect
-	nginxRequest nginxPhaseSet = 1 << PhaseRequest
-	nginxHeader  nginxPhaseSet = 1 << PhaseHeader
-	nginxBody    nginxPhaseSet = 1 << PhaseBody
+	nginxConnect nginxPhaseSet = 1 << diag.PhaseConnect
+	nginxRequest nginxPhaseSet = 1 << diag.PhaseRequest
+	nginxHeader  nginxPhaseSet = 1 << diag.PhaseHeader
+	nginxBody    nginxPhaseSet = 1 << diag.PhaseBody
 	// nginxBeforeBody is every phase before the response header is complete.
 	nginxBeforeBody = nginxConnect | nginxRequest | nginxHeader
 )
@@ -427,7 +433,7 @@ type nginxRule struct {
 	errno int
 	in    nginxPhaseSet
 	sock  nginxSocket
-	cause Cause
+	cause diag.Cause
 	kind  nginxKind
 }
 
@@ -444,9 +450,9 @@ var nginxRules = [...]nginxRule{
 	{event: "FastCGI sent in stderr", kind: kindFastCGIStderr},
 
 	// The name resolution at request time (resolver) and at startup.
-	{event: "could not be resolved", errno: 110, cause: DNSTimeout},
-	{event: "could not be resolved", cause: DNSError},
-	{event: "host not found in upstream", cause: DNSError},
+	{event: "could not be resolved", errno: 110, cause: diag.DNSTimeout},
+	{event: "could not be resolved", cause: diag.DNSError},
+	{event: "host not found in upstream", cause: diag.DNSError},
 	{event: "no resolver defined to resolve", kind: kindNoResolver},
 
 	// nginx's own limits, hit while opening the upstream connection.
@@ -456,19 +462,19 @@ var nginxRules = [...]nginxRule{
 
 	// connect(): "connect() failed (111: ...)" for TCP, "connect() to
 	// unix:/path failed (2: ...)" when the error came at once.
-	{event: "connect() ", errno: 111, in: nginxConnect, cause: ConnectionRefused},
-	{event: "connect() ", errno: 2, in: nginxConnect, sock: nginxUnixSocket, cause: SocketNotFound},
-	{event: "connect() ", errno: 20, in: nginxConnect, sock: nginxUnixSocket, cause: SocketNotFound},
-	{event: "connect() ", errno: 13, in: nginxConnect, sock: nginxUnixSocket, cause: SocketPermissionDenied},
-	{event: "connect() ", errno: 1, in: nginxConnect, sock: nginxUnixSocket, cause: SocketPermissionDenied},
-	{event: "connect() ", errno: 13, in: nginxConnect, sock: nginxTCPSocket, cause: DestinationIPProhibited},
-	{event: "connect() ", errno: 1, in: nginxConnect, sock: nginxTCPSocket, cause: DestinationIPProhibited},
+	{event: "connect() ", errno: 111, in: nginxConnect, cause: diag.ConnectionRefused},
+	{event: "connect() ", errno: 2, in: nginxConnect, sock: nginxUnixSocket, cause: diag.SocketNotFound},
+	{event: "connect() ", errno: 20, in: nginxConnect, sock: nginxUnixSocket, cause: diag.SocketNotFound},
+	{event: "connect() ", errno: 13, in: nginxConnect, sock: nginxUnixSocket, cause: diag.SocketPermissionDenied},
+	{event: "connect() ", errno: 1, in: nginxConnect, sock: nginxUnixSocket, cause: diag.SocketPermissionDenied},
+	{event: "connect() ", errno: 13, in: nginxConnect, sock: nginxTCPSocket, cause: diag.DestinationIPProhibited},
+	{event: "connect() ", errno: 1, in: nginxConnect, sock: nginxTCPSocket, cause: diag.DestinationIPProhibited},
 	// Linux answers EAGAIN for a unix socket whose listen backlog is full.
-	{event: "connect() ", errno: 11, in: nginxConnect, cause: ConnectionLimitReached},
-	{event: "connect() ", errno: 100, in: nginxConnect, cause: DestinationIPUnroutable},
-	{event: "connect() ", errno: 101, in: nginxConnect, cause: DestinationIPUnroutable},
-	{event: "connect() ", errno: 112, in: nginxConnect, cause: DestinationIPUnroutable},
-	{event: "connect() ", errno: 113, in: nginxConnect, cause: DestinationIPUnroutable},
+	{event: "connect() ", errno: 11, in: nginxConnect, cause: diag.ConnectionLimitReached},
+	{event: "connect() ", errno: 100, in: nginxConnect, cause: diag.DestinationIPUnroutable},
+	{event: "connect() ", errno: 101, in: nginxConnect, cause: diag.DestinationIPUnroutable},
+	{event: "connect() ", errno: 112, in: nginxConnect, cause: diag.DestinationIPUnroutable},
+	{event: "connect() ", errno: 113, in: nginxConnect, cause: diag.DestinationIPUnroutable},
 
 	// TLS to the upstream (proxy_pass https://), before the generic errno rows:
 	// "peer closed connection in SSL handshake (104: ...)".
@@ -478,33 +484,33 @@ var nginxRules = [...]nginxRule{
 
 	// Timeouts: proxy_connect_timeout, proxy_send_timeout and
 	// proxy_read_timeout, or the kernel's own (110: Connection timed out).
-	{event: "upstream timed out", in: nginxConnect, cause: ConnectionTimeout},
-	{event: "upstream timed out", in: nginxRequest | nginxHeader, cause: HTTPResponseTimeout},
-	{event: "upstream timed out", in: nginxBody, cause: ConnectionReadTimeout},
-	{errno: 110, in: nginxConnect, cause: ConnectionTimeout},
-	{errno: 110, in: nginxRequest | nginxHeader, cause: HTTPResponseTimeout},
-	{errno: 110, in: nginxBody, cause: ConnectionReadTimeout},
+	{event: "upstream timed out", in: nginxConnect, cause: diag.ConnectionTimeout},
+	{event: "upstream timed out", in: nginxRequest | nginxHeader, cause: diag.HTTPResponseTimeout},
+	{event: "upstream timed out", in: nginxBody, cause: diag.ConnectionReadTimeout},
+	{errno: 110, in: nginxConnect, cause: diag.ConnectionTimeout},
+	{errno: 110, in: nginxRequest | nginxHeader, cause: diag.HTTPResponseTimeout},
+	{errno: 110, in: nginxBody, cause: diag.ConnectionReadTimeout},
 
 	// The upstream went away: closed ("prematurely closed connection",
 	// "prematurely closed FastCGI stdout"), reset (104) or broken pipe (32).
-	{event: "upstream prematurely closed", in: nginxBeforeBody, cause: ConnectionTerminated},
-	{event: "upstream prematurely closed", in: nginxBody, cause: HTTPResponseIncomplete},
-	{errno: 104, in: nginxBeforeBody, cause: ConnectionTerminated},
-	{errno: 104, in: nginxBody, cause: HTTPResponseIncomplete},
-	{errno: 32, in: nginxBeforeBody, cause: ConnectionTerminated},
-	{errno: 32, in: nginxBody, cause: HTTPResponseIncomplete},
+	{event: "upstream prematurely closed", in: nginxBeforeBody, cause: diag.ConnectionTerminated},
+	{event: "upstream prematurely closed", in: nginxBody, cause: diag.HTTPResponseIncomplete},
+	{errno: 104, in: nginxBeforeBody, cause: diag.ConnectionTerminated},
+	{errno: 104, in: nginxBody, cause: diag.HTTPResponseIncomplete},
+	{errno: 32, in: nginxBeforeBody, cause: diag.ConnectionTerminated},
+	{errno: 32, in: nginxBody, cause: diag.HTTPResponseIncomplete},
 
 	// What the upstream sent: too big (proxy_buffer_size), or not HTTP
 	// ("no valid HTTP/1.0 header", "invalid header", "invalid chunked
 	// response", "duplicate header line", "unsupported FastCGI protocol
 	// version: 72" from an HTTP server behind fastcgi_pass, ...).
-	{event: "upstream sent too big header", cause: HTTPResponseHeaderSectionSize},
-	{event: "upstream sent ", cause: HTTPProtocolError},
+	{event: "upstream sent too big header", cause: diag.HTTPResponseHeaderSectionSize},
+	{event: "upstream sent ", cause: diag.HTTPProtocolError},
 
 	// Every server of an upstream{} block is down by max_fails/fail_timeout:
 	// nginx's passive health check failing fast, as upstream_unhealthy is
 	// upmedic's active one. The lines before it say why they went down.
-	{event: "no live upstreams", cause: UpstreamUnhealthy},
+	{event: "no live upstreams", cause: diag.UpstreamUnhealthy},
 }
 
 // isNginxFailureLevel reports whether level is [error] or more severe: nginx
@@ -517,7 +523,7 @@ func isNginxFailureLevel(level string) bool {
 
 // nginxEvent returns l.Message without " while " the action and the errno's
 // parentheses: "connect() failed".
-func (l *NginxErrorLine) nginxEvent() string {
+func (l *Line) nginxEvent() string {
 	event := l.Message
 	if i := strings.LastIndex(event, " while "); i >= 0 {
 		event = event[:i]
@@ -547,7 +553,7 @@ func nginxPhase(action string) nginxPhaseSet {
 
 // matchNginxRule returns the index in nginxRules of the row that l matches,
 // or -1.
-func matchNginxRule(l *NginxErrorLine, upstream string) int {
+func matchNginxRule(l *Line, upstream string) int {
 	if !isNginxFailureLevel(l.Level) {
 		return -1
 	}
@@ -568,9 +574,9 @@ func matchNginxRule(l *NginxErrorLine, upstream string) int {
 	return -1
 }
 
-// nginxUpstream returns the address that l is about, as NginxLogGroup.Upstream
+// nginxUpstream returns the address that l is about, as Group.Upstream
 // describes it.
-func nginxUpstream(l *NginxErrorLine) string {
+func nginxUpstream(l *Line) string {
 	if u := l.Upstream; u != "" {
 		// "http://unix:/run/app.sock:/uri" or "http://127.0.0.1:8080/uri";
 		// the stream module's has no scheme: "127.0.0.1:8080".
@@ -609,22 +615,22 @@ func nginxUpstream(l *NginxErrorLine) string {
 	return name
 }
 
-// AnalyzeNginxLog reads an nginx error.log from r, line by line in constant
+// Analyze reads an nginx error.log from r, line by line in constant
 // memory, and groups its upstream failures by upstream and cause. It returns
 // an error only when r fails; lines it does not know, or longer than 64 KiB,
 // are counted as skipped.
-func AnalyzeNginxLog(r io.Reader, opt NginxLogOptions) (*NginxLogReport, error) {
+func Analyze(r io.Reader, opt Options) (*Report, error) {
 	loc := opt.Location
 	if loc == nil {
 		loc = time.Local
 	}
 	type key struct{ upstream, cause string }
-	groups := make(map[key]*NginxLogGroup)
-	rep := &NginxLogReport{}
+	groups := make(map[key]*Group)
+	rep := &Report{}
 
 	add := func(line []byte) {
 		rep.Lines++
-		l, ok := ParseNginxErrorLine(line)
+		l, ok := ParseLine(line)
 		if !ok {
 			rep.Skipped++
 			return
@@ -650,7 +656,7 @@ func AnalyzeNginxLog(r io.Reader, opt NginxLogOptions) (*NginxLogReport, error) 
 			g = groups[k]
 		}
 		if g == nil {
-			g = &NginxLogGroup{Upstream: k.upstream, Cause: k.cause, First: t, Last: t,
+			g = &Group{Upstream: k.upstream, Cause: k.cause, First: t, Last: t,
 				Sample: string(bytes.TrimRight(line, "\r\n")), Fix: f.fix()}
 			groups[k] = g
 		}
@@ -684,11 +690,11 @@ func AnalyzeNginxLog(r io.Reader, opt NginxLogOptions) (*NginxLogReport, error) 
 		}
 	}
 
-	rep.Groups = make([]NginxLogGroup, 0, len(groups))
+	rep.Groups = make([]Group, 0, len(groups))
 	for _, g := range groups {
 		rep.Groups = append(rep.Groups, *g)
 	}
-	slices.SortFunc(rep.Groups, func(a, b NginxLogGroup) int {
+	slices.SortFunc(rep.Groups, func(a, b Group) int {
 		if a.Count != b.Count {
 			return b.Count - a.Count
 		}
@@ -705,7 +711,7 @@ func AnalyzeNginxLog(r io.Reader, opt NginxLogOptions) (*NginxLogReport, error) 
 
 // WriteText writes r for a person: a summary line, a table of the groups,
 // most frequent first, then each cause's fix with a sample line.
-func (r *NginxLogReport) WriteText(w io.Writer) error {
+func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%d lines: %d upstream failures in %d groups, %d lines skipped", r.Lines, r.Matched, len(r.Groups), r.Skipped)
 	if r.TooLong > 0 {
@@ -744,9 +750,9 @@ func (r *NginxLogReport) WriteText(w io.Writer) error {
 }
 
 // WriteJSON writes r as one indented JSON object whose fields are named as
-// the struct tags of NginxLogReport and NginxLogGroup say; times are RFC
+// the struct tags of Report and Group say; times are RFC
 // 3339.
-func (r *NginxLogReport) WriteJSON(w io.Writer) error {
+func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)

@@ -1,6 +1,6 @@
 //go:build unix
 
-package diag
+package probe
 
 import (
 	"bufio"
@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
@@ -125,11 +126,11 @@ func replyAndHold(resp string) func(net.Conn, <-chan struct{}) {
 
 // probeResult is a report as the CLI prints it: JSON and text.
 type probeResult struct {
-	j    probeJSON
+	j    reportJSON
 	text string
 }
 
-func resultOf(t *testing.T, r *ProbeReport) probeResult {
+func resultOf(t *testing.T, r *Report) probeResult {
 	t.Helper()
 	var jb, tb bytes.Buffer
 	if err := r.WriteJSON(&jb); err != nil {
@@ -153,10 +154,10 @@ func parseResult(t *testing.T, jsonBytes []byte, text string) probeResult {
 
 // expect returns the first finding with cause and severity whose fix contains
 // every string in fix, after checking the printed text shows them too.
-func (res probeResult) expect(t *testing.T, cause Cause, sev Severity, fix ...string) findingJSON {
+func (res probeResult) expect(t *testing.T, cause diag.Cause, sev Severity, fix ...string) findingJSON {
 	t.Helper()
 	want := ""
-	if cause != None {
+	if cause != diag.None {
 		want = cause.String()
 	}
 next:
@@ -204,7 +205,7 @@ func TestProbeHealthyTCP(t *testing.T) {
 	answer := raw(t, "http/200.raw")
 	head := answer[:strings.Index(answer, "\r\n\r\n")+4]
 	u := serve(t, listenTCP(t), reply(answer))
-	r := Probe(t.Context(), ProbeSettings{Network: "tcp", Address: u.addr, HealthPath: "healthz"})
+	r := Check(t.Context(), Settings{Network: "tcp", Address: u.addr, HealthPath: "healthz"})
 
 	if !r.Healthy() {
 		t.Fatalf("Healthy() = false")
@@ -219,7 +220,7 @@ func TestProbeHealthyTCP(t *testing.T) {
 	}
 	res := resultOf(t, r)
 	res.healthy(t, true)
-	res.expect(t, None, SeverityOK).mustMention(t, "connected to "+u.addr)
+	res.expect(t, diag.None, SeverityOK).mustMention(t, "connected to "+u.addr)
 	for _, f := range res.j.Findings {
 		if f.Severity != "ok" {
 			t.Errorf("unexpected %s finding %q", f.Severity, f.Title)
@@ -236,7 +237,7 @@ func TestProbeHealthyUnixAsRoot(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "app.sock")
 	u := serve(t, listenUnix(t, path), reply("HTTP/1.0 204 No Content\r\n\r\n"))
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: "unix:" + path, HealthPath: "/ready"}))
+	res := resultOf(t, Check(t.Context(), Settings{Address: "unix:" + path, HealthPath: "/ready"}))
 	res.healthy(t, true)
 	if got := <-u.reqs; !strings.HasPrefix(got, "GET /ready HTTP/1.1\r\nHost: localhost\r\n") {
 		t.Errorf("request = %q", got)
@@ -244,14 +245,14 @@ func TestProbeHealthyUnixAsRoot(t *testing.T) {
 	if res.j.Network != "unix" || res.j.Upstream != "unix:"+path || res.j.Status != 204 {
 		t.Errorf("network=%q upstream=%q status=%d", res.j.Network, res.j.Upstream, res.j.Status)
 	}
-	res.expect(t, None, SeverityOK, "sudo -u <user> upmedic diag probe").mustMention(t, "ran as root")
+	res.expect(t, diag.None, SeverityOK, "sudo -u <user> upmedic diag probe").mustMention(t, "ran as root")
 }
 
 func TestProbeConnectOnly(t *testing.T) {
 	ln := listenTCP(t) // the kernel completes the connect; nothing needs to accept
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: ln.Addr().String()}))
+	res := resultOf(t, Check(t.Context(), Settings{Address: ln.Addr().String()}))
 	res.healthy(t, true)
-	res.expect(t, None, SeverityOK, "UPMEDIC_HEALTH_PATH").mustMention(t, "HTTP was not checked")
+	res.expect(t, diag.None, SeverityOK, "UPMEDIC_HEALTH_PATH").mustMention(t, "HTTP was not checked")
 	if res.j.Status != 0 || res.j.HeaderSectionSize != 0 {
 		t.Errorf("status=%d header=%d for a connect-only probe", res.j.Status, res.j.HeaderSectionSize)
 	}
@@ -260,9 +261,9 @@ func TestProbeConnectOnly(t *testing.T) {
 func TestProbeRefusedTCP(t *testing.T) {
 	addr := sockfault.ClosedTCPAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: addr, HealthPath: "/healthz"}))
+	res := resultOf(t, Check(t.Context(), Settings{Address: addr, HealthPath: "/healthz"}))
 	res.healthy(t, false)
-	f := res.expect(t, ConnectionRefused, SeverityFail, "ss -ltnp 'sport = :"+port+"'", "host.docker.internal", "UPMEDIC_HOLD")
+	f := res.expect(t, diag.ConnectionRefused, SeverityFail, "ss -ltnp 'sport = :"+port+"'", "host.docker.internal", "UPMEDIC_HOLD")
 	f.mustMention(t, "nothing listens on "+addr, "ECONNREFUSED", "inside a container, localhost is the container itself")
 	if res.j.Errno != "ECONNREFUSED" || res.j.Connected {
 		t.Errorf("errno=%q connected=%v", res.j.Errno, res.j.Connected)
@@ -277,9 +278,9 @@ func TestProbeStaleSocket(t *testing.T) {
 	}
 	ln.SetUnlinkOnClose(false) // the app died: its socket file stays
 	ln.Close()
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
+	res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
 	res.healthy(t, false)
-	f := res.expect(t, ConnectionRefused, SeverityFail, "ss -xlp | grep "+path, "restart the app")
+	f := res.expect(t, diag.ConnectionRefused, SeverityFail, "ss -xlp | grep "+path, "restart the app")
 	f.mustMention(t, "stale socket", "died", "ECONNREFUSED")
 }
 
@@ -288,8 +289,8 @@ func TestProbeNotASocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("not a socket"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
-	res.expect(t, ConnectionRefused, SeverityFail, "rm "+path, "php-fpm listen = "+path).
+	res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
+	res.expect(t, diag.ConnectionRefused, SeverityFail, "rm "+path, "php-fpm listen = "+path).
 		mustMention(t, "is a regular file, not a socket")
 }
 
@@ -298,9 +299,9 @@ func TestProbeSocketMissing(t *testing.T) {
 	other := filepath.Join(dir, "php8.2-fpm.sock")
 	listenUnix(t, other)
 	path := filepath.Join(dir, "php-fpm.sock")
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
+	res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
 	res.healthy(t, false)
-	res.expect(t, SocketNotFound, SeverityFail, "gunicorn --bind unix:"+path, "start the app").
+	res.expect(t, diag.SocketNotFound, SeverityFail, "gunicorn --bind unix:"+path, "start the app").
 		mustMention(t, "socket "+path+" does not exist", "ENOENT", "sockets that do exist there: "+other)
 }
 
@@ -309,15 +310,15 @@ func TestProbeSocketMissingPrivateTmp(t *testing.T) {
 		t.Run(root, func(t *testing.T) {
 			// Not created: only the name matters.
 			path := filepath.Join(root, fmt.Sprintf("upmedic-probe-absent-%d", os.Getpid()), "app.sock")
-			res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
-			res.expect(t, SocketNotFound, SeverityFail, "RuntimeDirectory=app", "systemctl show -p PrivateTmp").
+			res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
+			res.expect(t, diag.SocketNotFound, SeverityFail, "RuntimeDirectory=app", "systemctl show -p PrivateTmp").
 				mustMention(t, "PrivateTmp=yes", "directory "+filepath.Dir(path)+" does not exist")
 		})
 	}
 	t.Run("outside tmp", func(t *testing.T) {
 		path := fmt.Sprintf("/upmedic-probe-absent-%d/app.sock", os.Getpid())
-		res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
-		f := res.expect(t, SocketNotFound, SeverityFail)
+		res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
+		f := res.expect(t, diag.SocketNotFound, SeverityFail)
 		if strings.Contains(res.text, "PrivateTmp") {
 			t.Errorf("PrivateTmp mentioned for %s:\n%s", path, res.text)
 		}
@@ -331,8 +332,8 @@ func TestProbeSocketPathNotADirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(file, "app.sock")
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
-	res.expect(t, SocketNotFound, SeverityFail, "php-fpm listen = "+path).
+	res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
+	res.expect(t, diag.SocketNotFound, SeverityFail, "php-fpm listen = "+path).
 		mustMention(t, file+" is not a directory", "ENOTDIR")
 }
 
@@ -357,8 +358,8 @@ func TestProbeBacklogFull(t *testing.T) {
 	}
 	t.Cleanup(func() { first.Close() })
 
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Network: "unix", Address: path}))
-	res.expect(t, ConnectionLimitReached, SeverityFail, "gunicorn --backlog", "net.core.somaxconn").
+	res := resultOf(t, Check(t.Context(), Settings{Network: "unix", Address: path}))
+	res.expect(t, diag.ConnectionLimitReached, SeverityFail, "gunicorn --backlog", "net.core.somaxconn").
 		mustMention(t, "listen backlog of "+path+" is full")
 	if res.j.Errno != "EAGAIN" {
 		t.Errorf("errno = %q, want EAGAIN", res.j.Errno)
@@ -375,8 +376,8 @@ func TestProbeUnroutable(t *testing.T) {
 	}
 	// In a fresh network namespace loopback is down: nothing is routable,
 	// and no packet leaves the machine.
-	res := runHelper(t, bin, ProbeSettings{Address: "127.0.0.1:9"}, sockfault.NoNetwork(), false)
-	res.expect(t, DestinationIPUnroutable, SeverityFail, "ip route get 127.0.0.1").
+	res := runHelper(t, bin, Settings{Address: "127.0.0.1:9"}, sockfault.NoNetwork(), false)
+	res.expect(t, diag.DestinationIPUnroutable, SeverityFail, "ip route get 127.0.0.1").
 		mustMention(t, "ENETUNREACH")
 }
 
@@ -384,8 +385,8 @@ func TestProbeDNSError(t *testing.T) {
 	// An empty label makes the name invalid: the resolver rejects it without
 	// sending a query.
 	const host = "no-such-upstream..invalid"
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: host + ":8000"}))
-	res.expect(t, DNSError, SeverityFail, "getent hosts "+host, "service name").
+	res := resultOf(t, Check(t.Context(), Settings{Address: host + ":8000"}))
+	res.expect(t, diag.DNSError, SeverityFail, "getent hosts "+host, "service name").
 		mustMention(t, "the name "+host+" does not resolve")
 }
 
@@ -401,13 +402,13 @@ func TestProbeLargeHeaders(t *testing.T) {
 		t.Fatalf("fixture is %d bytes, want over 40 KiB", len(head))
 	}
 	u := serve(t, listenTCP(t), reply(head))
-	r := Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/", MaxHeaderBytes: 4096})
+	r := Check(t.Context(), Settings{Address: u.addr, HealthPath: "/", MaxHeaderBytes: 4096})
 	if r.HeaderSectionSize != len(head) {
 		t.Errorf("HeaderSectionSize = %d, want %d", r.HeaderSectionSize, len(head))
 	}
 	res := resultOf(t, r)
 	res.healthy(t, false)
-	f := res.expect(t, HTTPResponseHeaderSectionSize, SeverityFail,
+	f := res.expect(t, diag.HTTPResponseHeaderSectionSize, SeverityFail,
 		"proxy_buffer_size 64k; proxy_buffers 8 64k; proxy_busy_buffers_size 128k;",
 		"UPMEDIC_MAX_RESPONSE_HEADER_BYTES=65536",
 		"Set-Cookie")
@@ -421,20 +422,20 @@ func TestProbeLargeHeaders(t *testing.T) {
 func TestProbeEndlessHeader(t *testing.T) {
 	answer := "HTTP/1.1 200 OK\r\nX-Endless: " + strings.Repeat("a", probeHeaderCap)
 	u := serve(t, listenTCP(t), replyAndHold(answer))
-	r := Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute})
+	r := Check(t.Context(), Settings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute})
 	if r.HeaderSectionSize != probeHeaderCap {
 		t.Errorf("HeaderSectionSize = %d, want the %d-byte cap", r.HeaderSectionSize, probeHeaderCap)
 	}
-	resultOf(t, r).expect(t, HTTPResponseHeaderSectionSize, SeverityFail, "curl -sS -D -").
+	resultOf(t, r).expect(t, diag.HTTPResponseHeaderSectionSize, SeverityFail, "curl -sS -D -").
 		mustMention(t, "did not end within its first 1 MiB")
 }
 
 func TestProbeHeadersOverNginxDefault(t *testing.T) {
 	head := "HTTP/1.1 200 OK\r\nX-Debug: " + strings.Repeat("d", 6000) + "\r\n\r\n"
 	u := serve(t, listenTCP(t), reply(head))
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/", MaxHeaderBytes: 16384}))
+	res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/", MaxHeaderBytes: 16384}))
 	res.healthy(t, true) // a warning is not a failure
-	res.expect(t, HTTPResponseHeaderSectionSize, SeverityWarn,
+	res.expect(t, diag.HTTPResponseHeaderSectionSize, SeverityWarn,
 		"proxy_buffer_size 8k; proxy_buffers 8 8k; proxy_busy_buffers_size 16k;").
 		mustMention(t, "over nginx's default proxy_buffer_size")
 }
@@ -443,7 +444,7 @@ func TestProbeSlowUpstream(t *testing.T) {
 	u := serve(t, listenTCP(t), func(_ net.Conn, done <-chan struct{}) { <-done }) // never answers
 	const limit = 200 * time.Millisecond
 	start := time.Now()
-	r := Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/slow", ResponseTimeout: limit})
+	r := Check(t.Context(), Settings{Address: u.addr, HealthPath: "/slow", ResponseTimeout: limit})
 	if took := time.Since(start); took < limit {
 		t.Errorf("probe returned after %v, before the %v response timeout", took, limit)
 	}
@@ -452,7 +453,7 @@ func TestProbeSlowUpstream(t *testing.T) {
 	}
 	res := resultOf(t, r)
 	res.healthy(t, false)
-	res.expect(t, HTTPResponseTimeout, SeverityFail, "UPMEDIC_RESPONSE_TIMEOUT", "proxy_read_timeout", "--http-socket").
+	res.expect(t, diag.HTTPResponseTimeout, SeverityFail, "UPMEDIC_RESPONSE_TIMEOUT", "proxy_read_timeout", "--http-socket").
 		mustMention(t, "no response within 200ms", "sent no byte")
 }
 
@@ -464,17 +465,17 @@ func TestProbeCancelled(t *testing.T) {
 		cancel()
 	}()
 	start := time.Now()
-	res := resultOf(t, Probe(ctx, ProbeSettings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute}))
+	res := resultOf(t, Check(ctx, Settings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute}))
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("cancel did not stop the probe (%v)", took)
 	}
-	res.expect(t, None, SeverityFail).mustMention(t, "probe cancelled")
+	res.expect(t, diag.None, SeverityFail).mustMention(t, "probe cancelled")
 }
 
 // testdataProbe is where the raw upstream answers live, one case a file.
-const testdataProbe = "../testdata/probe"
+const testdataProbe = "testdata"
 
-// raw returns the upstream answer in testdata/probe/name.
+// raw returns the upstream answer in testdata/name.
 func raw(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testdataProbe, name))
@@ -502,9 +503,9 @@ func TestProbeNotHTTP(t *testing.T) {
 			// The answer is held open: the probe must judge the first bytes,
 			// not wait for a close or a timeout.
 			u := serve(t, listenTCP(t), replyAndHold(raw(t, "not-http/"+tc.file)))
-			res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute}))
+			res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/", ResponseTimeout: time.Minute}))
 			res.healthy(t, false)
-			res.expect(t, HTTPProtocolError, SeverityFail, tc.fix, "HTTP listener").
+			res.expect(t, diag.HTTPProtocolError, SeverityFail, tc.fix, "HTTP listener").
 				mustMention(t, tc.mention, "first bytes: ")
 			if strings.ContainsAny(res.text, "\x00\x1b") {
 				t.Errorf("raw upstream bytes reached the text report:\n%q", res.text)
@@ -513,34 +514,34 @@ func TestProbeNotHTTP(t *testing.T) {
 	}
 	t.Run("bad status line", func(t *testing.T) {
 		u := serve(t, listenTCP(t), reply(raw(t, "http/bad-status.raw")))
-		res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/"}))
-		res.expect(t, HTTPProtocolError, SeverityFail).mustMention(t, "status line is not valid", `"HTTP/1.1 2x0 OK`)
+		res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/"}))
+		res.expect(t, diag.HTTPProtocolError, SeverityFail).mustMention(t, "status line is not valid", `"HTTP/1.1 2x0 OK`)
 	})
 }
 
 func TestProbeClosedWithoutAnswer(t *testing.T) {
 	u := serve(t, listenTCP(t), func(net.Conn, <-chan struct{}) {}) // reads the request, closes
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/"}))
-	res.expect(t, ConnectionTerminated, SeverityFail, "uwsgi --http-socket", "see the app's log").
+	res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/"}))
+	res.expect(t, diag.ConnectionTerminated, SeverityFail, "uwsgi --http-socket", "see the app's log").
 		mustMention(t, "closed the connection without answering GET /")
 }
 
 func TestProbeClosedMidHeader(t *testing.T) {
 	u := serve(t, listenTCP(t), reply("HTTP/1.1 200 OK\r\nX-Half: "))
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/"}))
-	res.expect(t, ConnectionTerminated, SeverityFail, "curl -sS -D - -o /dev/null -H 'Host: "+u.addr+"' http://"+u.addr+"/").
+	res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/"}))
+	res.expect(t, diag.ConnectionTerminated, SeverityFail, "curl -sS -D - -o /dev/null -H 'Host: "+u.addr+"' http://"+u.addr+"/").
 		mustMention(t, "in the middle of the response header", "25 bytes")
 }
 
 func TestProbeUpstreamStatus(t *testing.T) {
 	t.Run("5xx", func(t *testing.T) {
 		u := serve(t, listenTCP(t), reply(raw(t, "http/503.raw")))
-		r := Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/healthz"})
+		r := Check(t.Context(), Settings{Address: u.addr, HealthPath: "/healthz"})
 		if r.Healthy() {
 			t.Fatal("Healthy() = true for a 503 health path")
 		}
 		res := resultOf(t, r)
-		res.expect(t, UpstreamStatus, SeverityFail, "see its log").
+		res.expect(t, diag.UpstreamStatus, SeverityFail, "see its log").
 			mustMention(t, "answered 503 Service Unavailable", `body starts: "db is down\n"`)
 		if res.j.Status != 503 {
 			t.Errorf("status = %d", res.j.Status)
@@ -548,35 +549,35 @@ func TestProbeUpstreamStatus(t *testing.T) {
 	})
 	t.Run("404", func(t *testing.T) {
 		u := serve(t, listenTCP(t), reply("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
-		res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/nope"}))
+		res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/nope"}))
 		res.healthy(t, false)
-		res.expect(t, None, SeverityFail, "set UPMEDIC_HEALTH_PATH").mustMention(t, "answered 404 Not Found")
+		res.expect(t, diag.None, SeverityFail, "set UPMEDIC_HEALTH_PATH").mustMention(t, "answered 404 Not Found")
 	})
 	t.Run("400 from a TLS port", func(t *testing.T) {
 		u := serve(t, listenTCP(t), reply(raw(t, "http/tls-400.raw")))
-		res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/"}))
-		res.expect(t, None, SeverityFail, "plain-HTTP port").mustMention(t, "probably a TLS port")
+		res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/"}))
+		res.expect(t, diag.None, SeverityFail, "plain-HTTP port").mustMention(t, "probably a TLS port")
 	})
 }
 
 func TestProbeBadHealthPath(t *testing.T) {
 	u := serve(t, listenTCP(t), reply("HTTP/1.1 200 OK\r\n\r\n"))
-	res := resultOf(t, Probe(t.Context(), ProbeSettings{Address: u.addr, HealthPath: "/a b\r\nX: y"}))
-	res.expect(t, None, SeverityFail, "%20").mustMention(t, "space or control character")
+	res := resultOf(t, Check(t.Context(), Settings{Address: u.addr, HealthPath: "/a b\r\nX: y"}))
+	res.expect(t, diag.None, SeverityFail, "%20").mustMention(t, "space or control character")
 }
 
 func TestProbeSlowFirstByteWarns(t *testing.T) {
 	// The timing judgement alone: a real upstream would need a clock to
 	// delay its answer.
-	p := &prober{s: ProbeSettings{HealthPath: "/", ResponseTimeout: time.Second}.withDefaults(), r: &ProbeReport{}}
+	p := &prober{s: Settings{HealthPath: "/", ResponseTimeout: time.Second}.withDefaults(), r: &Report{}}
 	head := []byte("HTTP/1.1 200 OK\r\n\r\n")
 	p.judgeHead(headRead{buf: head, end: len(head), firstByte: 700 * time.Millisecond})
 	res := resultOf(t, p.r)
 	res.healthy(t, true)
-	res.expect(t, HTTPResponseTimeout, SeverityWarn, "raise UPMEDIC_RESPONSE_TIMEOUT").
+	res.expect(t, diag.HTTPResponseTimeout, SeverityWarn, "raise UPMEDIC_RESPONSE_TIMEOUT").
 		mustMention(t, "first byte took 700.0ms, over half of UPMEDIC_RESPONSE_TIMEOUT (1s)")
 
-	p.r = &ProbeReport{}
+	p.r = &Report{}
 	p.judgeHead(headRead{buf: head, end: len(head), firstByte: 400 * time.Millisecond})
 	if n := len(p.r.Findings); n != 1 {
 		t.Errorf("%d findings for a first byte under half the limit, want 1", n)
@@ -643,7 +644,7 @@ func TestProbeHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		return
 	}
-	var s ProbeSettings
+	var s Settings
 	if err := json.Unmarshal([]byte(os.Getenv(helperSettingsEnv)), &s); err != nil {
 		fmt.Fprintln(os.Stderr, "helper settings:", err)
 		os.Exit(2)
@@ -654,7 +655,7 @@ func TestProbeHelperProcess(t *testing.T) {
 			os.Exit(3)
 		}
 	}
-	r := Probe(context.Background(), s)
+	r := Check(context.Background(), s)
 	r.WriteJSON(os.Stdout)
 	io.WriteString(os.Stdout, helperTextMarker)
 	r.WriteText(os.Stdout, false)
@@ -664,7 +665,7 @@ func TestProbeHelperProcess(t *testing.T) {
 // runHelper runs the probe in a child copy of this test binary, with attr
 // (another user, another network namespace) when it is not nil, and with
 // every connect failing EACCES when denyConnect is set.
-func runHelper(t *testing.T, bin string, s ProbeSettings, attr *syscall.SysProcAttr, denyConnect bool) probeResult {
+func runHelper(t *testing.T, bin string, s Settings, attr *syscall.SysProcAttr, denyConnect bool) probeResult {
 	t.Helper()
 	settings, err := json.Marshal(s)
 	if err != nil {
@@ -761,12 +762,12 @@ func TestProbeUnprivileged(t *testing.T) {
 	t.Run("socket 0600 root:root", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, 0, 0o600)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
+		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.healthy(t, false)
 		if res.j.User.UID != nobody || res.j.User.GID != nogroup || len(res.j.User.Groups) != 0 {
 			t.Errorf("probe ran as %+v", res.j.User)
 		}
-		res.expect(t, SocketPermissionDenied, SeverityFail,
+		res.expect(t, diag.SocketPermissionDenied, SeverityFail,
 			"php-fpm pool: listen.group = <shared-group>, listen.mode = 0660",
 			"--umask 007",
 			"usermod -aG <shared-group> "+who).
@@ -780,8 +781,8 @@ func TestProbeUnprivileged(t *testing.T) {
 	t.Run("socket 0640 in the probe's group", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, nogroup, 0o640)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
-		f := res.expect(t, SocketPermissionDenied, SeverityFail,
+		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
+		f := res.expect(t, diag.SocketPermissionDenied, SeverityFail,
 			"make the socket group-writable", "listen.mode = 0660", "chmod g+w "+path)
 		f.mustMention(t, "is in group "+groupID(nogroup).String()+", so the group bits apply: r--")
 		if strings.Contains(strings.Join(f.Fix, "\n"), "usermod") {
@@ -793,8 +794,8 @@ func TestProbeUnprivileged(t *testing.T) {
 		const appGroup = 4242
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, appGroup, 0o660)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
-		res.expect(t, SocketPermissionDenied, SeverityFail,
+		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
+		res.expect(t, diag.SocketPermissionDenied, SeverityFail,
 			"usermod -aG "+groupID(appGroup).label()+" "+who+", then restart upmedic")
 	})
 
@@ -805,15 +806,15 @@ func TestProbeUnprivileged(t *testing.T) {
 		}
 		path := filepath.Join(dir, "app.sock")
 		socketAs(t, path, 0, 0, 0o666)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
-		res.expect(t, SocketPermissionDenied, SeverityFail, "chmod o+x "+dir).
+		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
+		res.expect(t, diag.SocketPermissionDenied, SeverityFail, "chmod o+x "+dir).
 			mustMention(t, who+" may not search directory "+dir, "mode 0700", "the other bits apply: ---")
 	})
 
 	t.Run("socket 0666 is healthy", func(t *testing.T) {
 		path := filepath.Join(publicDir(t), "app.sock")
 		socketAs(t, path, 0, 0, 0o666)
-		res := runHelper(t, bin, ProbeSettings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
+		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.healthy(t, true)
 		if strings.Contains(res.text, "ran as root") {
 			t.Errorf("root note printed for an unprivileged probe:\n%s", res.text)
@@ -858,10 +859,10 @@ func TestProbeConnectDenied(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := ProbeSettings{Address: addr, HealthPath: "/", SELinuxRoot: tc.selinux(t)}
+			s := Settings{Address: addr, HealthPath: "/", SELinuxRoot: tc.selinux(t)}
 			res := runHelper(t, bin, s, nil, true)
 			res.healthy(t, false)
-			f := res.expect(t, DestinationIPProhibited, SeverityFail, tc.fix...)
+			f := res.expect(t, diag.DestinationIPProhibited, SeverityFail, tc.fix...)
 			f.mustMention(t, append(tc.mention, "EACCES", "refused the connect to "+addr)...)
 			if tc.noSetsebool && strings.Contains(res.text, "setsebool") {
 				t.Errorf("setsebool suggested without SELinux enforcing:\n%s", res.text)
@@ -872,9 +873,9 @@ func TestProbeConnectDenied(t *testing.T) {
 	t.Run("unix socket, modes allow, selinux enforcing", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "app.sock")
 		listenUnix(t, path)
-		s := ProbeSettings{Network: "unix", Address: path, SELinuxRoot: fakeSELinux(t, "1", "0 0")}
+		s := Settings{Network: "unix", Address: path, SELinuxRoot: fakeSELinux(t, "1", "0 0")}
 		res := runHelper(t, bin, s, nil, true)
-		res.expect(t, SocketPermissionDenied, SeverityFail, "ausearch -m avc -ts recent | grep connectto", "getfacl "+path).
+		res.expect(t, diag.SocketPermissionDenied, SeverityFail, "ausearch -m avc -ts recent | grep connectto", "getfacl "+path).
 			mustMention(t, "although the file modes allow it", "SELinux is enforcing")
 	})
 }
@@ -930,17 +931,17 @@ func TestLsMode(t *testing.T) {
 func TestProbeSettingsDefaults(t *testing.T) {
 	tests := []struct {
 		name string
-		in   ProbeSettings
-		want ProbeSettings
+		in   Settings
+		want Settings
 	}{
-		{"tcp", ProbeSettings{Address: "127.0.0.1:8000", HealthPath: "healthz"},
-			ProbeSettings{Network: "tcp", Address: "127.0.0.1:8000", Display: "127.0.0.1:8000", HealthPath: "/healthz", Host: "127.0.0.1:8000",
+		{"tcp", Settings{Address: "127.0.0.1:8000", HealthPath: "healthz"},
+			Settings{Network: "tcp", Address: "127.0.0.1:8000", Display: "127.0.0.1:8000", HealthPath: "/healthz", Host: "127.0.0.1:8000",
 				ConnectTimeout: 2 * time.Second, ResponseTimeout: 30 * time.Second, MaxHeaderBytes: 4096, SELinuxRoot: "/sys/fs/selinux"}},
-		{"unix prefix", ProbeSettings{Address: "unix:/run/app.sock", ConnectTimeout: time.Second, Host: "app.internal"},
-			ProbeSettings{Network: "unix", Address: "/run/app.sock", Display: "unix:/run/app.sock", Host: "app.internal",
+		{"unix prefix", Settings{Address: "unix:/run/app.sock", ConnectTimeout: time.Second, Host: "app.internal"},
+			Settings{Network: "unix", Address: "/run/app.sock", Display: "unix:/run/app.sock", Host: "app.internal",
 				ConnectTimeout: time.Second, ResponseTimeout: 30 * time.Second, MaxHeaderBytes: 4096, SELinuxRoot: "/sys/fs/selinux"}},
-		{"display kept", ProbeSettings{Network: "unix", Address: "/run/app.sock", Display: "UPMEDIC_UPSTREAM=unix:/run/app.sock", MaxHeaderBytes: 8192, SELinuxRoot: "/x"},
-			ProbeSettings{Network: "unix", Address: "/run/app.sock", Display: "UPMEDIC_UPSTREAM=unix:/run/app.sock", Host: "localhost",
+		{"display kept", Settings{Network: "unix", Address: "/run/app.sock", Display: "UPMEDIC_UPSTREAM=unix:/run/app.sock", MaxHeaderBytes: 8192, SELinuxRoot: "/x"},
+			Settings{Network: "unix", Address: "/run/app.sock", Display: "UPMEDIC_UPSTREAM=unix:/run/app.sock", Host: "localhost",
 				ConnectTimeout: 2 * time.Second, ResponseTimeout: 30 * time.Second, MaxHeaderBytes: 8192, SELinuxRoot: "/x"}},
 	}
 	for _, tc := range tests {
@@ -953,7 +954,7 @@ func TestProbeSettingsDefaults(t *testing.T) {
 }
 
 func TestProbeWriteText(t *testing.T) {
-	r := Probe(t.Context(), ProbeSettings{Address: sockfault.ClosedTCPAddr(t), HealthPath: "/healthz"})
+	r := Check(t.Context(), Settings{Address: sockfault.ClosedTCPAddr(t), HealthPath: "/healthz"})
 	var plain, color bytes.Buffer
 	if err := r.WriteText(&plain, false); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package diag
+package nginxlog
 
 import (
 	"bytes"
@@ -9,11 +9,11 @@ import (
 	"testing"
 )
 
-// FuzzParseNginxErrorLine feeds the parser every line of the golden logs and
+// FuzzParseLine feeds the parser every line of the golden logs and
 // the classification cases, mutated. Besides not panicking, a parsed line
 // must be made of the input's own bytes, and the analyzer's counts must add
 // up.
-func FuzzParseNginxErrorLine(f *testing.F) {
+func FuzzParseLine(f *testing.F) {
 	logs, err := filepath.Glob(filepath.Join(nginxLogDir, "*.log"))
 	if err != nil || len(logs) == 0 {
 		f.Fatalf("seeds: %v, %v", logs, err)
@@ -32,19 +32,19 @@ func FuzzParseNginxErrorLine(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, line []byte) {
-		l, ok := ParseNginxErrorLine(line)
+		l, ok := ParseLine(line)
 		if ok {
 			checkNginxLine(t, line, &l)
 		}
 		if trimmed := bytes.TrimRight(line, "\r\n"); len(trimmed) == len(line) {
 			// A line ending changes nothing.
-			l2, ok2 := ParseNginxErrorLine(append(slices.Clip(line), '\n'))
+			l2, ok2 := ParseLine(append(slices.Clip(line), '\n'))
 			if ok2 != ok || l2 != l {
 				t.Errorf("with a newline: %+v, %v; without: %+v, %v", l2, ok2, l, ok)
 			}
 		}
 
-		rep, err := AnalyzeNginxLog(bytes.NewReader(line), nginxUTC)
+		rep, err := Analyze(bytes.NewReader(line), nginxUTC)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func FuzzParseNginxErrorLine(f *testing.F) {
 	})
 }
 
-func checkNginxLine(t *testing.T, line []byte, l *NginxErrorLine) {
+func checkNginxLine(t *testing.T, line []byte, l *Line) {
 	t.Helper()
 	s := string(line)
 	if !strings.HasPrefix(s, l.Time.Format(nginxTimeLayout)+" ["+l.Level+"] ") {

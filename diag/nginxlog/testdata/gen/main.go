@@ -3,7 +3,7 @@
 // error.log nginx wrote. It made real-nginx-1.22.log, from the repository
 // root:
 //
-//	go run ./testdata/nginxlog/gen [/usr/sbin/nginx] > testdata/nginxlog/real-nginx-1.22.log
+//	go run ./diag/nginxlog/testdata/gen [/usr/sbin/nginx] > diag/nginxlog/testdata/real-nginx-1.22.log
 //
 // It must run as root: nginx's workers run as nobody so that a root-owned
 // 0600 socket is out of their reach. Everything listens on 127.0.0.1 or in a

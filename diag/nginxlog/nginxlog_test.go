@@ -1,4 +1,4 @@
-package diag
+package nginxlog
 
 import (
 	"bytes"
@@ -13,13 +13,15 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/upmedic/upmedic/diag"
 )
 
 // nginxLogDir holds the golden cases: NAME.log is an error.log, NAME.golden
-// the text report AnalyzeNginxLog writes for it. real-nginx-1.22.log was
+// the text report Analyze writes for it. real-nginx-1.22.log was
 // written by nginx itself (see gen/); the others by hand, in the formats of
 // other versions.
-const nginxLogDir = "../testdata/nginxlog"
+const nginxLogDir = "testdata"
 
 func init() {
 	// The package's golden tests share one -update flag, whichever test file
@@ -36,7 +38,7 @@ func updateGolden() bool {
 
 // nginxUTC reads the logs' times as UTC so the goldens do not depend on the zone
 // the tests run in.
-var nginxUTC = NginxLogOptions{Location: time.UTC}
+var nginxUTC = Options{Location: time.UTC}
 
 func TestAnalyzeNginxLogGolden(t *testing.T) {
 	logs, err := filepath.Glob(filepath.Join(nginxLogDir, "*.log"))
@@ -50,7 +52,7 @@ func TestAnalyzeNginxLogGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rep, err := AnalyzeNginxLog(bytes.NewReader(in), nginxUTC)
+			rep, err := Analyze(bytes.NewReader(in), nginxUTC)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +68,7 @@ func TestAnalyzeNginxLogGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run go test ./diag -run NginxLogGolden -update)", err)
+				t.Fatalf("%v (run go test ./diag/nginxlog -run NginxLogGolden -update)", err)
 			}
 			if got.String() != string(want) {
 				t.Errorf("report for %s differs from %s:\n--- got\n%s\n--- want\n%s", path, golden, got.String(), want)
@@ -79,7 +81,7 @@ func TestAnalyzeNginxLogGolden(t *testing.T) {
 }
 
 // nginxGroup returns the report's group for cause at upstream.
-func nginxGroup(t *testing.T, rep *NginxLogReport, cause, upstream string) NginxLogGroup {
+func nginxGroup(t *testing.T, rep *Report, cause, upstream string) Group {
 	t.Helper()
 	for _, g := range rep.Groups {
 		if g.Cause == cause && g.Upstream == upstream {
@@ -87,17 +89,17 @@ func nginxGroup(t *testing.T, rep *NginxLogReport, cause, upstream string) Nginx
 		}
 	}
 	t.Fatalf("no group %s at %s in %+v", cause, upstream, rep.Groups)
-	return NginxLogGroup{}
+	return Group{}
 }
 
-func analyzeNginxFile(t *testing.T, name string, opt NginxLogOptions) *NginxLogReport {
+func analyzeNginxFile(t *testing.T, name string, opt Options) *Report {
 	t.Helper()
 	f, err := os.Open(filepath.Join(nginxLogDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	rep, err := AnalyzeNginxLog(f, opt)
+	rep, err := Analyze(f, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +115,9 @@ func TestAnalyzeRealNginxLog(t *testing.T) {
 	if rep.Lines != 45 || rep.Matched != 26 || rep.Skipped != 19 || rep.TooLong != 0 || rep.BeforeSince != 0 {
 		t.Fatalf("counts: %+v", *rep)
 	}
-	byPath := make(map[string]NginxLogGroup)
+	byPath := make(map[string]Group)
 	for _, g := range rep.Groups {
-		l, ok := ParseNginxErrorLine([]byte(g.Sample))
+		l, ok := ParseLine([]byte(g.Sample))
 		if !ok {
 			t.Fatalf("sample does not parse: %q", g.Sample)
 		}
@@ -156,20 +158,20 @@ func TestAnalyzeRealNginxLog(t *testing.T) {
 
 	// The first request to /no-live tried both servers of "pair"; one of
 	// them is /refused's closed port, so that group counts 2.
-	if g := byPath["/refused"]; g.Count != 2 || !strings.HasPrefix(g.Upstream, "http://127.0.0.1:") || g.Fix != ConnectionRefused.Hint() {
+	if g := byPath["/refused"]; g.Count != 2 || !strings.HasPrefix(g.Upstream, "http://127.0.0.1:") || g.Fix != diag.ConnectionRefused.Hint() {
 		t.Errorf("/refused: %+v", g)
 	}
 	if g := byPath["/bad-chunk"]; g.Count != 2 || !strings.Contains(g.Sample, "upstream sent invalid chunked response while reading upstream") {
 		t.Errorf("/bad-chunk (the client retried): %+v", g)
 	}
 	if g := byPath["/socket-permission"]; g.Count != 1 || !strings.HasSuffix(g.Upstream, "/run/perm.sock") ||
-		!strings.HasPrefix(g.Upstream, "http://unix:/") || g.Fix != SocketPermissionDenied.Hint() || !strings.Contains(g.Sample, "[crit]") {
+		!strings.HasPrefix(g.Upstream, "http://unix:/") || g.Fix != diag.SocketPermissionDenied.Hint() || !strings.Contains(g.Sample, "[crit]") {
 		t.Errorf("/socket-permission: %+v", g)
 	}
-	if g := byPath["/no-live"]; g.Upstream != "http://pair" || g.Count != 1 || g.Fix != UpstreamUnhealthy.Hint() {
+	if g := byPath["/no-live"]; g.Upstream != "http://pair" || g.Count != 1 || g.Fix != diag.UpstreamUnhealthy.Hint() {
 		t.Errorf("/no-live: %+v", g)
 	}
-	if g := byPath["/dns-nxdomain"]; g.Upstream != "app.test" || g.Fix != DNSError.Hint() {
+	if g := byPath["/dns-nxdomain"]; g.Upstream != "app.test" || g.Fix != diag.DNSError.Hint() {
 		t.Errorf("/dns-nxdomain: %+v", g)
 	}
 	if g := byPath["/php-missing"]; !strings.HasPrefix(g.Upstream, "fastcgi://127.0.0.1:") || !strings.Contains(g.Fix, "SCRIPT_FILENAME") {
@@ -179,7 +181,7 @@ func TestAnalyzeRealNginxLog(t *testing.T) {
 
 func TestAnalyzeNginxLogSince(t *testing.T) {
 	since := time.Date(2021, 3, 14, 10, 0, 0, 0, time.UTC)
-	rep := analyzeNginxFile(t, "nginx-1.18.log", NginxLogOptions{Since: since, Location: time.UTC})
+	rep := analyzeNginxFile(t, "nginx-1.18.log", Options{Since: since, Location: time.UTC})
 	all := analyzeNginxFile(t, "nginx-1.18.log", nginxUTC)
 	if rep.BeforeSince != 14 || rep.Lines != all.Lines || rep.Matched != 10 || rep.Skipped != 5 {
 		t.Fatalf("counts since %v: %+v", since, *rep)
@@ -196,7 +198,7 @@ func TestAnalyzeNginxLogSince(t *testing.T) {
 
 	// Since is read against the log's zone: at UTC+2 the same wall clock
 	// is two hours earlier, so 10:00 UTC keeps only lines from 12:00 on.
-	rep = analyzeNginxFile(t, "nginx-1.18.log", NginxLogOptions{Since: since, Location: time.FixedZone("UTC+2", 2*3600)})
+	rep = analyzeNginxFile(t, "nginx-1.18.log", Options{Since: since, Location: time.FixedZone("UTC+2", 2*3600)})
 	if rep.Matched != 0 || rep.Lines != rep.BeforeSince {
 		t.Errorf("since in another zone: %+v", *rep)
 	}
@@ -215,7 +217,7 @@ func TestAnalyzeNginxLogLongLine(t *testing.T) {
 		{"last with newline", refused + refused + long + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rep, err := AnalyzeNginxLog(iotest.HalfReader(strings.NewReader(tc.in)), nginxUTC)
+			rep, err := Analyze(iotest.HalfReader(strings.NewReader(tc.in)), nginxUTC)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,7 +234,7 @@ func TestAnalyzeNginxLogLongLine(t *testing.T) {
 func TestAnalyzeNginxLogReadError(t *testing.T) {
 	broken := errors.New("disk on fire")
 	r := io.MultiReader(strings.NewReader("2024/05/01 12:00:00 [notice] 1#1: start\n"), iotest.ErrReader(broken))
-	rep, err := AnalyzeNginxLog(r, nginxUTC)
+	rep, err := Analyze(r, nginxUTC)
 	if !errors.Is(err, broken) || rep != nil {
 		t.Fatalf("got %v, %v; want an error wrapping %v", rep, err, broken)
 	}
@@ -245,7 +247,7 @@ func TestAnalyzeNginxLogGroupLimit(t *testing.T) {
 	for i := range maxNginxGroups + 50 {
 		fmt.Fprintf(&b, "2024/05/01 12:00:00 [error] 7#7: *%d h%d.example could not be resolved (3: Host not found), client: 127.0.0.1, server: _, request: \"GET / HTTP/1.1\", host: \"h%d.example\"\n", i+1, i, i)
 	}
-	rep, err := AnalyzeNginxLog(strings.NewReader(b.String()), nginxUTC)
+	rep, err := Analyze(strings.NewReader(b.String()), nginxUTC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +284,7 @@ func TestNginxLogReportWriteJSON(t *testing.T) {
 		"count":    float64(3),
 		"first":    "2023-09-12T08:08:00Z",
 		"last":     "2023-09-12T08:08:01Z",
-		"fix":      ConnectionLimitReached.Hint(),
+		"fix":      diag.ConnectionLimitReached.Hint(),
 	}
 	for k, v := range want {
 		if first[k] != v {
@@ -294,7 +296,7 @@ func TestNginxLogReportWriteJSON(t *testing.T) {
 	}
 
 	// No groups is an empty list, not null.
-	rep, err := AnalyzeNginxLog(strings.NewReader(""), nginxUTC)
+	rep, err := Analyze(strings.NewReader(""), nginxUTC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,11 +313,11 @@ func TestParseNginxErrorLine(t *testing.T) {
 	tests := []struct {
 		name string
 		line string
-		want NginxErrorLine
+		want Line
 	}{{
 		name: "unix socket, nginx 1.22",
 		line: `2026/11/25 22:52:13 [crit] 13153#13153: *2 connect() to unix:/tmp/x/run/perm.sock failed (13: Permission denied) while connecting to upstream, client: 127.0.0.1, server: _, request: "GET /socket-permission HTTP/1.1", upstream: "http://unix:/tmp/x/run/perm.sock:/socket-permission", host: "127.0.0.1:39861"` + "\n",
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2026, 11, 25, 22, 52, 13, 0, time.UTC), Level: "crit", PID: 13153, TID: 13153, Conn: 2,
 			Message: "connect() to unix:/tmp/x/run/perm.sock failed (13: Permission denied) while connecting to upstream",
 			Errno:   13, Action: "connecting to upstream",
@@ -325,7 +327,7 @@ func TestParseNginxErrorLine(t *testing.T) {
 	}, {
 		name: "quotes and commas inside values, referrer, CRLF",
 		line: `2024/05/01 12:07:00 [error] 29#29: *24 upstream sent invalid header: "X-A: "b", c: d" while reading response header from upstream, client: 172.18.0.1, server: localhost, request: "GET /a?x="1", y HTTP/1.1", upstream: "http://172.18.0.3:3000/a?x="1", y", host: "localhost", referrer: "https://x/"` + "\r\n",
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2024, 5, 1, 12, 7, 0, 0, time.UTC), Level: "error", PID: 29, TID: 29, Conn: 24,
 			Message: `upstream sent invalid header: "X-A: "b", c: d" while reading response header from upstream`,
 			Action:  "reading response header from upstream",
@@ -335,14 +337,14 @@ func TestParseNginxErrorLine(t *testing.T) {
 	}, {
 		name: "no connection, no tail",
 		line: `2021/03/14 11:00:00 [emerg] 1101#1101: host not found in upstream "app:8000" in /etc/nginx/conf.d/default.conf:2`,
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2021, 3, 14, 11, 0, 0, 0, time.UTC), Level: "emerg", PID: 1101, TID: 1101,
 			Message: `host not found in upstream "app:8000" in /etc/nginx/conf.d/default.conf:2`,
 		},
 	}, {
 		name: "resolver code",
 		line: `2026/11/25 22:52:13 [error] 9#9: *2 app.test could not be resolved (110: Operation timed out), client: 127.0.0.1, server: _, request: "GET /dns-timeout HTTP/1.1", host: "127.0.0.1:39861"`,
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2026, 11, 25, 22, 52, 13, 0, time.UTC), Level: "error", PID: 9, TID: 9, Conn: 2,
 			Message: "app.test could not be resolved (110: Operation timed out)", Errno: 110,
 			Client: "127.0.0.1", Server: "_", Request: "GET /dns-timeout HTTP/1.1", Host: "127.0.0.1:39861",
@@ -350,7 +352,7 @@ func TestParseNginxErrorLine(t *testing.T) {
 	}, {
 		name: "stream module tail",
 		line: `2024/05/01 12:08:00 [error] 30#30: *30 connect() failed (111: Connection refused) while connecting to upstream, client: 172.18.0.1, server: 0.0.0.0:5432, upstream: "172.18.0.5:5432", bytes from/to client:0/0, bytes from/to upstream:0/0`,
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2024, 5, 1, 12, 8, 0, 0, time.UTC), Level: "error", PID: 30, TID: 30, Conn: 30,
 			Message: "connect() failed (111: Connection refused) while connecting to upstream", Errno: 111,
 			Action: "connecting to upstream", Client: "172.18.0.1", Server: "0.0.0.0:5432", Upstream: "172.18.0.5:5432",
@@ -358,7 +360,7 @@ func TestParseNginxErrorLine(t *testing.T) {
 	}, {
 		name: "SSL error in parentheses is no errno",
 		line: `2024/05/01 12:02:00 [error] 29#29: *11 SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number) while SSL handshaking to upstream, client: 172.18.0.1, server: localhost`,
-		want: NginxErrorLine{
+		want: Line{
 			Time: time.Date(2024, 5, 1, 12, 2, 0, 0, time.UTC), Level: "error", PID: 29, TID: 29, Conn: 11,
 			Message: "SSL_do_handshake() failed (SSL: error:0A00010B:SSL routines::wrong version number) while SSL handshaking to upstream",
 			Action:  "SSL handshaking to upstream", Client: "172.18.0.1", Server: "localhost",
@@ -366,9 +368,9 @@ func TestParseNginxErrorLine(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := ParseNginxErrorLine([]byte(tc.line))
+			got, ok := ParseLine([]byte(tc.line))
 			if !ok || got != tc.want {
-				t.Errorf("ParseNginxErrorLine(%q)\n got %+v, %v\nwant %+v", tc.line, got, ok, tc.want)
+				t.Errorf("ParseLine(%q)\n got %+v, %v\nwant %+v", tc.line, got, ok, tc.want)
 			}
 		})
 	}
@@ -390,8 +392,8 @@ func TestParseNginxErrorLineRejects(t *testing.T) {
 		"2024/02/30 16:00:11 [error] 31#31: no such day",
 		"2024-02-10 16:00:11 [error] 31#31: wrong date layout",
 	} {
-		if l, ok := ParseNginxErrorLine([]byte(line)); ok {
-			t.Errorf("ParseNginxErrorLine(%q) = %+v, true; want false", line, l)
+		if l, ok := ParseLine([]byte(line)); ok {
+			t.Errorf("ParseLine(%q) = %+v, true; want false", line, l)
 		}
 	}
 }
@@ -512,7 +514,7 @@ var nginxCauseTests = []struct {
 func TestNginxLineCause(t *testing.T) {
 	for _, tc := range nginxCauseTests {
 		t.Run(tc.name, func(t *testing.T) {
-			l, ok := ParseNginxErrorLine([]byte(tc.line))
+			l, ok := ParseLine([]byte(tc.line))
 			if !ok {
 				t.Fatalf("line does not parse: %q", tc.line)
 			}
@@ -534,7 +536,7 @@ func TestNginxLineCause(t *testing.T) {
 func TestNginxRulesAreTested(t *testing.T) {
 	hit := make([]bool, len(nginxRules))
 	for _, tc := range nginxCauseTests {
-		l, _ := ParseNginxErrorLine([]byte(tc.line))
+		l, _ := ParseLine([]byte(tc.line))
 		if rule := matchNginxRule(&l, nginxUpstream(&l)); rule >= 0 {
 			hit[rule] = true
 		}
@@ -554,17 +556,17 @@ func TestNginxKinds(t *testing.T) {
 			t.Errorf("kind %d: name %q, fix %q: each needs a unique name and a fix", k, f.name(), f.fix())
 		}
 		names[f.name()] = true
-		if _, ok := ParseCause(f.name()); ok {
+		if _, ok := diag.ParseCause(f.name()); ok {
 			t.Errorf("nginx-only kind %q is also a cause", f.name())
 		}
 	}
-	if f := (nginxFinding{cause: ConnectionRefused}); f.name() != "connection_refused" || f.fix() != ConnectionRefused.Hint() {
+	if f := (nginxFinding{cause: diag.ConnectionRefused}); f.name() != "connection_refused" || f.fix() != diag.ConnectionRefused.Hint() {
 		t.Errorf("cause finding: %q, %q", f.name(), f.fix())
 	}
 }
 
 func TestNginxLogReportWriteTextEmpty(t *testing.T) {
-	rep, err := AnalyzeNginxLog(strings.NewReader("2024/05/01 12:00:00 [notice] 1#1: start worker processes\n"), nginxUTC)
+	rep, err := Analyze(strings.NewReader("2024/05/01 12:00:00 [notice] 1#1: start worker processes\n"), nginxUTC)
 	if err != nil {
 		t.Fatal(err)
 	}
