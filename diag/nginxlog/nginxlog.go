@@ -58,15 +58,47 @@ type Options struct {
 	// Location is the time zone nginx wrote its times in (the log carries
 	// none). Nil means time.Local, right when the log comes from this host.
 	Location *time.Location
+
+	// Listen is UPMEDIC_LISTEN ("127.0.0.1:8080", "unix:/run/upmedic.sock").
+	// A line whose upstream is this address is about nginx talking to
+	// upmedic: fixes are in upmedic's terms, and a failed connect is the
+	// group upmedic_unreachable. Empty: every upstream is an app, and fixes
+	// are in nginx's terms.
+	Listen string
+	// UpmedicUpstreams are the names of nginx's upstream{} blocks whose
+	// servers are upmedic ("upmedic"), for lines that name a block instead
+	// of an address (no live upstreams).
+	UpmedicUpstreams []string
+	// NginxUser is the user nginx's workers run as (nginx.conf's user
+	// directive), named in the fix for a socket they may not connect to.
+	// Empty means www-data, Debian's.
+	NginxUser string
+	// NginxUserFrom says where NginxUser was read ("user in
+	// /etc/nginx/nginx.conf:1"). Empty means nginx.conf.
+	NginxUserFrom string
+	// CheckSockets looks at the unix sockets the log names as they are on
+	// this machine now (owner, mode, the directories above them), for the
+	// fix of a socket nginx may not connect to. False leaves that out, as
+	// for a log from another machine.
+	CheckSockets bool
+	// ResponseTimeout, ReadTimeout and MaxResponseHeaderBytes are upmedic's
+	// UPMEDIC_ settings, quoted in fixes for the hop to upmedic. Zero leaves
+	// the value out.
+	ResponseTimeout, ReadTimeout time.Duration
+	MaxResponseHeaderBytes       int
 }
 
-// Report is what Analyze found. Lines is always Matched +
-// Skipped + BeforeSince.
+// Report is what Analyze found. Lines is always Matched + Skipped +
+// BeforeSince.
 type Report struct {
 	// Lines is how many lines were read.
 	Lines int `json:"lines"`
 	// Matched is how many lines are upstream failures, counted in Groups.
 	Matched int `json:"matched"`
+	// Failures is how many of the Matched lines are failures, not notes:
+	// all but fastcgi_stderr (a PHP warning the app wrote). The CLI exits 1
+	// when it is not 0.
+	Failures int `json:"failures"`
 	// Skipped is how many lines are not upstream failures, or not nginx
 	// error.log lines at all, or longer than 64 KiB. Lines below [error]
 	// (debug, info, notice, warn) are always skipped.
@@ -100,7 +132,11 @@ type Group struct {
 	Last  time.Time `json:"last"`
 	// Sample is the first such line, as nginx wrote it.
 	Sample string `json:"sample"`
-	// Fix says what to check or change: Cause.Hint for upmedic's causes.
+	// ToUpmedic is true when the upstream is upmedic itself
+	// (Options.Listen): nginx failed talking to upmedic, not to the app.
+	ToUpmedic bool `json:"to_upmedic"`
+	// Fix says what to check or change, in nginx's terms for a failure of
+	// the hop to the app, in upmedic's for the hop to upmedic.
 	Fix string `json:"fix"`
 }
 
@@ -350,6 +386,7 @@ const (
 	kindWorkerConnections
 	kindOpenFiles
 	kindLocalPorts
+	kindUpmedicUnreachable
 
 	numNginxKinds
 )
@@ -377,6 +414,8 @@ var nginxKinds = [numNginxKinds]struct{ name, fix string }{
 		"nginx ran out of worker_connections: each proxied request takes two. Raise worker_connections (and worker_rlimit_nofile with it)."},
 	kindOpenFiles: {"nginx_open_files",
 		"nginx's workers hit their open-file limit: raise worker_rlimit_nofile (and LimitNOFILE in the systemd unit)."},
+	kindUpmedicUnreachable: {"upmedic_unreachable",
+		"upmedic is not running or not listening where nginx expects it (UPMEDIC_LISTEN)."},
 	kindLocalPorts: {"nginx_local_ports_exhausted",
 		"nginx ran out of local ports to the upstream (EADDRNOTAVAIL): every request opens a new connection. Add `keepalive 32;` to the upstream block with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`, or widen net.ipv4.ip_local_port_range."},
 }
@@ -626,6 +665,7 @@ func Analyze(r io.Reader, opt Options) (*Report, error) {
 	}
 	type key struct{ upstream, cause string }
 	groups := make(map[key]*Group)
+	unreachableCauses := make(map[key][]diag.Cause) // per upmedic_unreachable group, in order
 	rep := &Report{}
 
 	add := func(line []byte) {
@@ -649,7 +689,11 @@ func Analyze(r io.Reader, opt Options) (*Report, error) {
 		}
 		rep.Matched++
 		f := nginxRules[rule].finding()
-		k := key{upstream, f.name()}
+		if f.kind != kindFastCGIStderr {
+			rep.Failures++
+		}
+		name, fix, toUpmedic := opt.explain(f, &l, upstream)
+		k := key{upstream, name}
 		g := groups[k]
 		if g == nil && len(groups) >= maxNginxGroups {
 			k.upstream = nginxOtherUpstream
@@ -657,8 +701,11 @@ func Analyze(r io.Reader, opt Options) (*Report, error) {
 		}
 		if g == nil {
 			g = &Group{Upstream: k.upstream, Cause: k.cause, First: t, Last: t,
-				Sample: string(bytes.TrimRight(line, "\r\n")), Fix: f.fix()}
+				Sample: string(bytes.TrimRight(line, "\r\n")), ToUpmedic: toUpmedic, Fix: fix}
 			groups[k] = g
+		}
+		if k.cause == nginxKinds[kindUpmedicUnreachable].name && !slices.Contains(unreachableCauses[k], f.cause) {
+			unreachableCauses[k] = append(unreachableCauses[k], f.cause)
 		}
 		g.Count++
 		if t.Before(g.First) {
@@ -690,6 +737,11 @@ func Analyze(r io.Reader, opt Options) (*Report, error) {
 		}
 	}
 
+	for k, causes := range unreachableCauses {
+		if len(causes) > 1 {
+			groups[k].Fix = opt.unreachableFix(causes, opt.hopOf(k.upstream))
+		}
+	}
 	rep.Groups = make([]Group, 0, len(groups))
 	for _, g := range groups {
 		rep.Groups = append(rep.Groups, *g)
@@ -737,14 +789,28 @@ func (r *Report) WriteText(w io.Writer) error {
 		return err
 	}
 
-	// Each cause once, in the table's order, with its most frequent sample.
-	seen := make(map[string]bool)
+	// Each fix once, in the groups' order (most frequent first), with the
+	// upstreams it is for and the sample of its most frequent group.
+	type fixed struct {
+		cause, fix, sample string
+		upstreams          []string
+	}
+	var fixes []*fixed
+	byFix := make(map[[2]string]*fixed)
 	for _, g := range r.Groups {
-		if seen[g.Cause] {
-			continue
+		k := [2]string{g.Cause, g.Fix}
+		f := byFix[k]
+		if f == nil {
+			f = &fixed{cause: g.Cause, fix: g.Fix, sample: g.Sample}
+			byFix[k] = f
+			fixes = append(fixes, f)
 		}
-		seen[g.Cause] = true
-		fmt.Fprintf(bw, "\n%s\n  fix:    %s\n  sample: %s\n", g.Cause, g.Fix, g.Sample)
+		if !slices.Contains(f.upstreams, g.Upstream) {
+			f.upstreams = append(f.upstreams, g.Upstream)
+		}
+	}
+	for _, f := range fixes {
+		fmt.Fprintf(bw, "\n%s at %s\n  fix:    %s\n  sample: %s\n", f.cause, strings.Join(f.upstreams, ", "), f.fix, f.sample)
 	}
 	return bw.Flush()
 }

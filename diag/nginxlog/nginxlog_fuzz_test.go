@@ -44,9 +44,17 @@ func FuzzParseLine(f *testing.F) {
 			}
 		}
 
+		viaUpmedic := nginxUTC
+		viaUpmedic.Listen, viaUpmedic.UpmedicUpstreams = "127.0.0.1:8080", []string{"upmedic"}
+		if _, err := Analyze(bytes.NewReader(line), viaUpmedic); err != nil {
+			t.Fatal(err)
+		}
 		rep, err := Analyze(bytes.NewReader(line), nginxUTC)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if rep.Failures > rep.Matched {
+			t.Errorf("%d failures of %d matched", rep.Failures, rep.Matched)
 		}
 		if rep.Lines != rep.Matched+rep.Skipped+rep.BeforeSince || rep.Lines > bytes.Count(line, []byte("\n"))+1 {
 			t.Errorf("counts do not add up: %+v", *rep)

@@ -52,7 +52,7 @@ func TestAnalyzeNginxLogGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rep, err := Analyze(bytes.NewReader(in), nginxUTC)
+			rep, err := Analyze(bytes.NewReader(in), goldenOptions(t, strings.TrimSuffix(path, ".log")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,6 +78,46 @@ func TestAnalyzeNginxLogGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenOptions returns the options a golden case is analyzed with: times
+// as UTC, and upmedic's settings from NAME.options.json when the case has
+// one (a log from a setup with upmedic).
+func goldenOptions(t *testing.T, name string) Options {
+	t.Helper()
+	opt := nginxUTC
+	b, err := os.ReadFile(name + ".options.json")
+	if errors.Is(err, os.ErrNotExist) {
+		return opt
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		Listen           string   `json:"listen"`
+		UpmedicUpstreams []string `json:"upmedic_upstreams"`
+		NginxUser        string   `json:"nginx_user"`
+		NginxUserFrom    string   `json:"nginx_user_from"`
+		ResponseTimeout  string   `json:"response_timeout"`
+		ReadTimeout      string   `json:"read_timeout"`
+		MaxHeaderBytes   int      `json:"max_response_header_bytes"`
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		t.Fatalf("%s.options.json: %v", name, err)
+	}
+	opt.Listen, opt.UpmedicUpstreams, opt.NginxUser, opt.NginxUserFrom = o.Listen, o.UpmedicUpstreams, o.NginxUser, o.NginxUserFrom
+	opt.MaxResponseHeaderBytes = o.MaxHeaderBytes
+	for _, d := range []struct {
+		s   string
+		dst *time.Duration
+	}{{o.ResponseTimeout, &opt.ResponseTimeout}, {o.ReadTimeout, &opt.ReadTimeout}} {
+		if d.s != "" {
+			if *d.dst, err = time.ParseDuration(d.s); err != nil {
+				t.Fatalf("%s.options.json: %v", name, err)
+			}
+		}
+	}
+	return opt
 }
 
 // nginxGroup returns the report's group for cause at upstream.
@@ -158,20 +198,21 @@ func TestAnalyzeRealNginxLog(t *testing.T) {
 
 	// The first request to /no-live tried both servers of "pair"; one of
 	// them is /refused's closed port, so that group counts 2.
-	if g := byPath["/refused"]; g.Count != 2 || !strings.HasPrefix(g.Upstream, "http://127.0.0.1:") || g.Fix != diag.ConnectionRefused.Hint() {
+	if g := byPath["/refused"]; g.Count != 2 || !strings.HasPrefix(g.Upstream, "http://127.0.0.1:") || !strings.HasPrefix(g.Fix, "nothing listens on the address proxy_pass names") || g.ToUpmedic {
 		t.Errorf("/refused: %+v", g)
 	}
 	if g := byPath["/bad-chunk"]; g.Count != 2 || !strings.Contains(g.Sample, "upstream sent invalid chunked response while reading upstream") {
 		t.Errorf("/bad-chunk (the client retried): %+v", g)
 	}
 	if g := byPath["/socket-permission"]; g.Count != 1 || !strings.HasSuffix(g.Upstream, "/run/perm.sock") ||
-		!strings.HasPrefix(g.Upstream, "http://unix:/") || g.Fix != diag.SocketPermissionDenied.Hint() || !strings.Contains(g.Sample, "[crit]") {
+		!strings.HasPrefix(g.Upstream, "http://unix:/") || !strings.Contains(g.Sample, "[crit]") ||
+		!strings.HasPrefix(g.Fix, "nginx's workers run as www-data (Debian's default; nginx.conf was not read) and may not connect to /tmp/") {
 		t.Errorf("/socket-permission: %+v", g)
 	}
-	if g := byPath["/no-live"]; g.Upstream != "http://pair" || g.Count != 1 || g.Fix != diag.UpstreamUnhealthy.Hint() {
+	if g := byPath["/no-live"]; g.Upstream != "http://pair" || g.Count != 1 || !strings.Contains(g.Fix, "max_fails failures within fail_timeout") {
 		t.Errorf("/no-live: %+v", g)
 	}
-	if g := byPath["/dns-nxdomain"]; g.Upstream != "app.test" || g.Fix != diag.DNSError.Hint() {
+	if g := byPath["/dns-nxdomain"]; g.Upstream != "app.test" || !strings.Contains(g.Fix, "nginx's own resolver (the resolver directive") {
 		t.Errorf("/dns-nxdomain: %+v", g)
 	}
 	if g := byPath["/php-missing"]; !strings.HasPrefix(g.Upstream, "fastcgi://127.0.0.1:") || !strings.Contains(g.Fix, "SCRIPT_FILENAME") {
@@ -267,6 +308,7 @@ func TestNginxLogReportWriteJSON(t *testing.T) {
 	}
 	var got struct {
 		Lines, Matched, Skipped int
+		Failures                int
 		TooLong                 int `json:"too_long"`
 		BeforeSince             int `json:"before_since"`
 		Groups                  []map[string]any
@@ -274,17 +316,19 @@ func TestNginxLogReportWriteJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("%v in %s", err, buf.String())
 	}
-	if got.Lines != 18 || got.Matched != 16 || got.Skipped != 2 || len(got.Groups) != len(rep.Groups) {
+	// Two of the matched lines are fastcgi_stderr, PHP warnings: not failures.
+	if got.Lines != 18 || got.Matched != 16 || got.Failures != 14 || got.Skipped != 2 || len(got.Groups) != len(rep.Groups) {
 		t.Fatalf("counts: %+v", got)
 	}
 	first := got.Groups[0]
 	want := map[string]any{
-		"upstream": "fastcgi://unix:/run/php/php8.2-fpm.sock",
-		"cause":    "connection_limit_reached",
-		"count":    float64(3),
-		"first":    "2023-09-12T08:08:00Z",
-		"last":     "2023-09-12T08:08:01Z",
-		"fix":      diag.ConnectionLimitReached.Hint(),
+		"upstream":   "fastcgi://unix:/run/php/php8.2-fpm.sock",
+		"cause":      "connection_limit_reached",
+		"count":      float64(3),
+		"first":      "2023-09-12T08:08:00Z",
+		"last":       "2023-09-12T08:08:01Z",
+		"fix":        "the listen backlog of the app's unix socket is full (EAGAIN): it accepts connections slower than they arrive; add workers or raise the backlog (gunicorn --backlog, php-fpm listen.backlog, net.core.somaxconn).",
+		"to_upmedic": false,
 	}
 	for k, v := range want {
 		if first[k] != v {
@@ -577,5 +621,78 @@ func TestNginxLogReportWriteTextEmpty(t *testing.T) {
 	want := "1 lines: 0 upstream failures in 0 groups, 1 lines skipped\nno upstream failures found\n"
 	if buf.String() != want {
 		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+}
+
+func TestSamePeer(t *testing.T) {
+	for _, tc := range []struct {
+		peer, listen string
+		want         bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{"127.0.0.1:8080", "127.0.0.1:8081", false},
+		{"127.0.0.1:8080", "0.0.0.0:8080", true},
+		{"[::1]:8080", ":8080", true},
+		{"10.0.0.5:8080", "0.0.0.0:8080", false},
+		{"127.0.0.1:8080", "localhost:8080", true},
+		{"[::1]:8080", "[0::1]:8080", true},
+		{"unix:/run/upmedic.sock", "unix:/run/./upmedic.sock", true},
+		{"unix:/run/upmedic.sock", "127.0.0.1:8080", false},
+		{"upmedic", "127.0.0.1:8080", false},
+	} {
+		if got := samePeer(tc.peer, tc.listen); got != tc.want {
+			t.Errorf("samePeer(%q, %q) = %v", tc.peer, tc.listen, got)
+		}
+	}
+}
+
+// TestAnalyzeGroupsByAddress checks that lines at one upstream group
+// together whatever request path nginx wrote into their upstream field,
+// and that the hop decides the fix.
+func TestAnalyzeGroupsByAddress(t *testing.T) {
+	line := func(path, upstream string) string {
+		return `2026/03/01 12:00:00 [error] 9#9: *1 upstream timed out (110: Connection timed out) while reading response header from upstream, client: 1.2.3.4, server: s, request: "GET ` +
+			path + ` HTTP/1.1", upstream: "` + upstream + `", host: "s"` + "\n"
+	}
+	log := line("/a", "http://127.0.0.1:8080/a") + line("/b?x=1", "http://127.0.0.1:8080/b?x=1") +
+		line("/c", "http://unix:/run/app.sock:/c") + line("/d", "http://unix:/run/app.sock:/d/e") +
+		line("/f", "fastcgi://unix:/run/app.sock:")
+	rep, err := Analyze(strings.NewReader(log), Options{Location: time.UTC, Listen: "127.0.0.1:8080", ResponseTimeout: 45 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Groups) != 3 || rep.Failures != 5 {
+		t.Fatalf("groups %+v", rep.Groups)
+	}
+	if g := nginxGroup(t, rep, "http_response_timeout", "http://127.0.0.1:8080"); g.Count != 2 || !g.ToUpmedic ||
+		!strings.Contains(g.Fix, "UPMEDIC_RESPONSE_TIMEOUT 45s, so nginx's proxy_read_timeout") {
+		t.Errorf("to upmedic: %+v", g)
+	}
+	if g := nginxGroup(t, rep, "http_response_timeout", "http://unix:/run/app.sock"); g.Count != 2 || g.ToUpmedic ||
+		!strings.Contains(g.Fix, "within proxy_read_timeout (default 60s") {
+		t.Errorf("to the app: %+v", g)
+	}
+	if g := nginxGroup(t, rep, "http_response_timeout", "fastcgi://unix:/run/app.sock"); !strings.Contains(g.Fix, "within fastcgi_read_timeout") {
+		t.Errorf("fastcgi: %+v", g)
+	}
+}
+
+// TestAnalyzeFailures checks what counts as a failure for the exit code:
+// every matched line but PHP's warnings.
+func TestAnalyzeFailures(t *testing.T) {
+	warning := `2023/09/12 08:04:30 [error] 811#811: *15 FastCGI sent in stderr: "PHP message: PHP Warning:  x" while reading response header from upstream, client: 1.2.3.4, server: s, request: "GET / HTTP/1.1", upstream: "fastcgi://127.0.0.1:9000", host: "s"` + "\n"
+	notice := "2024/05/01 12:00:00 [notice] 1#1: start worker processes\n"
+	for _, tc := range []struct {
+		log               string
+		matched, failures int
+	}{
+		{notice, 0, 0},
+		{notice + warning, 1, 0},
+		{warning + nginxCauseTests[0].line + "\n", 2, 1},
+	} {
+		rep, err := Analyze(strings.NewReader(tc.log), nginxUTC)
+		if err != nil || rep.Matched != tc.matched || rep.Failures != tc.failures {
+			t.Errorf("%q: %+v, %v; want %d matched, %d failures", tc.log, rep, err, tc.matched, tc.failures)
+		}
 	}
 }
