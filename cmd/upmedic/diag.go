@@ -30,7 +30,7 @@ func diagCommand(args, environ []string, stdin io.Reader, stdout, stderr io.Writ
 	case "probe":
 		return diagProbe(args[1:], environ, stdout, stderr)
 	case "nginx-log":
-		return diagNginxLog(args[1:], stdin, stdout, stderr)
+		return diagNginxLog(args[1:], environ, stdin, stdout, stderr)
 	case "nginx-conf":
 		return diagNginxConf(args[1:], environ, stdout, stderr)
 	}
@@ -73,16 +73,28 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// diagNginxLog classifies an nginx error.log from a file or stdin.
-func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// diagNginxLog classifies an nginx error.log from a file or stdin: exit 0
+// when it holds no upstream failure, 1 when it does, 2 when it cannot be
+// read.
+func diagNginxLog(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diag nginx-log", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	since := fs.String("since", "", "leave out lines before this time: RFC 3339, \"2006-01-02 15:04:05\", or a duration ago such as 1h")
+	confFile := fs.String("conf", "", "nginx's configuration, read for its worker user and upmedic's upstream blocks (default "+defaultNginxConf+" when it exists)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
 		return 2
 	}
-	var opt nginxlog.Options
+	cfg, err := loadConfigForTools(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "upmedic:", err)
+		return 2
+	}
+	opt := nginxlog.Options{
+		Listen: cfg.listen.String(), CheckSockets: true,
+		ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+	}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -91,12 +103,18 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 		opt.Since = t
 	}
+	if n, err := readNginxConf(*confFile, cfg.listen.String()); err != nil {
+		fmt.Fprintln(stderr, "upmedic diag nginx-log: --conf:", err)
+		return 2
+	} else if n.read {
+		opt.NginxUser, opt.NginxUserFrom, opt.UpmedicUpstreams = n.user, n.userFrom, n.upstreams
+	}
 	in := stdin
 	if name := fs.Arg(0); name != "" && name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
-			return 1
+			return 2
 		}
 		defer f.Close()
 		in = f
@@ -104,7 +122,7 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	report, err := nginxlog.Analyze(in, opt)
 	if err != nil {
 		fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
-		return 1
+		return 2
 	}
 	if *asJSON {
 		err = report.WriteJSON(stdout)
@@ -113,9 +131,49 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
+		return 2
+	}
+	if report.Failures > 0 {
 		return 1
 	}
 	return 0
+}
+
+// nginxFacts are what the diag commands read from nginx's configuration.
+type nginxFacts struct {
+	read      bool     // the configuration was read
+	user      string   // nginx's worker user
+	userFrom  string   // where user comes from: "user in /etc/nginx/nginx.conf:1"
+	upstreams []string // upstream{} blocks whose servers are upmedic
+}
+
+// readNginxConf reads nginx's worker user and upmedic's upstream blocks
+// (those with a server at listen) from file. An empty file means
+// /etc/nginx/nginx.conf if it exists: read is then false when it does not,
+// and no error is returned for it.
+func readNginxConf(file, listen string) (nginxFacts, error) {
+	explicit := file != ""
+	if !explicit {
+		file = defaultNginxConf
+		if _, err := os.Stat(file); err != nil {
+			return nginxFacts{}, nil
+		}
+	}
+	conf, err := nginxconf.Load(file)
+	if err != nil {
+		if explicit {
+			return nginxFacts{}, err
+		}
+		return nginxFacts{}, nil
+	}
+	n := nginxFacts{read: true, upstreams: conf.UpstreamsTo(listen)}
+	if user, d := conf.WorkerUser(); d != nil {
+		n.user, n.userFrom = user, fmt.Sprintf("user in %s:%d", d.File, d.Line)
+	} else {
+		// nginx started as root runs its workers as nobody unless told.
+		n.user, n.userFrom = "nobody", "nginx's built-in default: "+file+" has no user directive"
+	}
+	return n, nil
 }
 
 // diagNginxConf checks nginx's configuration against upmedic's settings:

@@ -124,3 +124,61 @@ func TestNginxConfExitCodes(t *testing.T) {
 		t.Errorf("finding %+v", f)
 	}
 }
+
+func TestNginxLogExitCodes(t *testing.T) {
+	testdata := filepath.Join("..", "..", "diag", "nginxlog", "testdata")
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	quiet := write("quiet.log", "2024/05/01 12:00:00 [notice] 1#1: start worker processes\n"+
+		`2023/09/12 08:04:30 [error] 811#811: *15 FastCGI sent in stderr: "PHP message: PHP Warning:  x" while reading response header from upstream, client: 1.2.3.4, server: s, request: "GET / HTTP/1.1", upstream: "fastcgi://127.0.0.1:9000", host: "s"`+"\n")
+	conf := write("nginx.conf", "user www-data;\nevents {}\nhttp {\n  upstream sidecar { server 127.0.0.1:8080; }\n}\n")
+	noUser := write("nouser.conf", "events {}\n")
+	bad := write("bad.conf", "http {\n")
+	upmedicLog := filepath.Join(testdata, "upmedic.log")
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   []string
+		stdin string
+		code  int
+		out   []string
+	}{
+		{"failures", []string{"--conf", noUser, upmedicLog}, nil, "", 1, []string{
+			"upmedic_unreachable at http://127.0.0.1:8080\n  fix:    upmedic is not running or not listening where nginx expects it (UPMEDIC_LISTEN=127.0.0.1:8080)",
+			"nginx's workers run as nobody (nginx's built-in default: " + noUser + " has no user directive)",
+			"UPMEDIC_RESPONSE_TIMEOUT 30s, so nginx's proxy_read_timeout"}},
+		{"settings from the environment and the worker user from --conf", []string{"--conf", conf, upmedicLog},
+			[]string{"UPMEDIC_LISTEN=127.0.0.1:9999", "UPMEDIC_RESPONSE_TIMEOUT=50s"}, "", 1, []string{
+				"http_response_timeout at http://127.0.0.1:8080, http://unix:/run/gunicorn/app.sock\n  fix:    the app sent no response header within proxy_read_timeout",
+				"nginx's workers run as www-data (user in " + conf + ":1)"}},
+		{"upmedic's upstream block from --conf", []string{"--conf", conf}, nil,
+			`2026/03/01 12:00:03 [error] 901#901: *5 no live upstreams while connecting to upstream, client: 1.2.3.4, server: s, request: "GET / HTTP/1.1", upstream: "http://sidecar/", host: "s"` + "\n",
+			1, []string{"upmedic_unreachable at http://sidecar", "No live upstreams: nginx marked upmedic down"}},
+		{"no failures", []string{quiet}, nil, "", 0, []string{"2 lines: 0 upstream failures and 1 FastCGI stderr messages in 1 groups, 1 lines skipped"}},
+		{"empty stdin", []string{"-"}, nil, "", 0, []string{"0 lines: 0 upstream failures in 0 groups"}},
+		{"unreadable", []string{filepath.Join(dir, "absent.log")}, nil, "", 2, []string{"no such file or directory"}},
+		{"a directory", []string{dir}, nil, "", 2, []string{"is a directory"}},
+		{"unparseable --conf", []string{"--conf", bad, upmedicLog}, nil, "", 2, []string{"--conf: unexpected end of file"}},
+		{"missing --conf", []string{"--conf", filepath.Join(dir, "absent.conf"), upmedicLog}, nil, "", 2, []string{"--conf:"}},
+		{"bad --since", []string{"--since", "soon", upmedicLog}, nil, "", 2, []string{"--since"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			code := run(append([]string{"diag", "nginx-log"}, tc.args...), tc.env, strings.NewReader(tc.stdin), &out, &out)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out.String())
+			}
+			for _, s := range tc.out {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("output lacks %q:\n%s", s, out.String())
+				}
+			}
+		})
+	}
+}

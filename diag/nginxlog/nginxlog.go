@@ -765,7 +765,11 @@ func Analyze(r io.Reader, opt Options) (*Report, error) {
 // most frequent first, then each cause's fix with a sample line.
 func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%d lines: %d upstream failures in %d groups, %d lines skipped", r.Lines, r.Matched, len(r.Groups), r.Skipped)
+	fmt.Fprintf(bw, "%d lines: %d upstream failures", r.Lines, r.Failures)
+	if n := r.Matched - r.Failures; n > 0 {
+		fmt.Fprintf(bw, " and %d FastCGI stderr messages", n)
+	}
+	fmt.Fprintf(bw, " in %d groups, %d lines skipped", len(r.Groups), r.Skipped)
 	if r.TooLong > 0 {
 		fmt.Fprintf(bw, " (%d too long)", r.TooLong)
 	}
