@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,12 +40,30 @@ func diagCommand(args, environ []string, stdin io.Reader, stdout, stderr io.Writ
 	return 2
 }
 
-// diagProbe checks the configured upstream once, as the user it runs as.
+// diagProbe checks an upstream once: the one given as an argument, else
+// UPMEDIC_UPSTREAM; as the user it runs as, or as --as USER. Exit 0
+// healthy, 1 a problem found, 2 bad usage.
 func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diag probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+	as := fs.String("as", "", "probe as this user (name or uid, optionally :group): root only; the connect and the permission checks are that user's")
+	confFile := fs.String("conf", "", "nginx's configuration, read for its worker user (default "+defaultNginxConf+" when it exists)")
+	upstreamArg, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if upstreamArg != "" {
+		if _, err := parseUpstream(upstreamArg); err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: upstream %q: %v\n", upstreamArg, err)
+			return 2
+		}
+		// The argument takes the place of UPMEDIC_UPSTREAM.
+		environ = append(slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+			return strings.HasPrefix(kv, envPrefix+"UPSTREAM=")
+		}), envPrefix+"UPSTREAM="+upstreamArg)
+	} else if !hasVar(environ, envPrefix+"UPSTREAM") {
+		fmt.Fprintln(stderr, "upmedic diag probe: which upstream? Give it as an argument (upmedic diag probe unix:/run/gunicorn/app.sock) or set UPMEDIC_UPSTREAM")
 		return 2
 	}
 	cfg, err := loadConfig(environ)
@@ -51,13 +71,33 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "upmedic:", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+cfg.ResponseTimeout+5*time.Second)
-	defer cancel()
-	report := probe.Check(ctx, probe.Settings{
+	s := probe.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		HealthPath: cfg.HealthPath, ConnectTimeout: cfg.ConnectTimeout,
 		ResponseTimeout: cfg.ResponseTimeout, MaxHeaderBytes: cfg.MaxResponseHeaderBytes,
-	})
+	}
+	if *as != "" {
+		id, err := lookupIdentity(*as)
+		if err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: --as %q: %v\n", *as, err)
+			return 2
+		}
+		if err := become(id); err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: --as %s: %v\n", *as, err)
+			return 2
+		}
+	} else if os.Geteuid() == 0 {
+		// Root connects anywhere: name who should be tested instead.
+		n, _ := readNginxConf(*confFile, cfg.listen.String())
+		if n.read {
+			s.TestAs = []string{n.user + ": nginx's workers, " + n.userFrom}
+		} else {
+			s.TestAs = []string{"www-data: nginx's workers on Debian (nginx.conf was not read)"}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+cfg.ResponseTimeout+5*time.Second)
+	defer cancel()
+	report := probe.Check(ctx, s)
 	if *asJSON {
 		err = report.WriteJSON(stdout)
 	} else {
@@ -71,6 +111,31 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseInterspersed parses fs's flags wherever they stand among args (the
+// flag package stops at the first argument) and returns the one argument,
+// or "" when there is none. More than one argument is an error.
+func parseInterspersed(fs *flag.FlagSet, args []string) (string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(positional) > 1 {
+		fmt.Fprintf(fs.Output(), "upmedic %s: one upstream at most, got %q\n", fs.Name(), positional)
+		return "", errors.New("too many arguments")
+	}
+	if len(positional) == 1 {
+		return positional[0], nil
+	}
+	return "", nil
 }
 
 // diagNginxLog classifies an nginx error.log from a file or stdin: exit 0

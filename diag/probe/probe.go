@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,6 +65,12 @@ type Settings struct {
 	// SELinuxRoot is where selinuxfs is mounted. Empty means /sys/fs/selinux;
 	// tests point it at a fake directory.
 	SELinuxRoot string
+	// TestAs names, for a probe run as root, the users whose access to a
+	// unix socket matters, each with why ("www-data: nginx's workers, user
+	// in /etc/nginx/nginx.conf:1"): root may connect to any socket, so the
+	// report says to run the probe as each of them. Nil names only
+	// upmedic's own user.
+	TestAs []string
 }
 
 func (s Settings) withDefaults() Settings {
@@ -349,14 +356,28 @@ func (p *prober) connected() {
 		}
 		if p.id.isRoot() {
 			p.r.add(f)
-			p.r.add(Finding{Severity: SeverityOK,
-				Title:   "ran as root: socket permissions were not tested",
-				Details: []string{"root may connect to any socket, so this success says nothing about the user upmedic runs as"},
-				Fix:     []string{"run the probe as upmedic's user: sudo -u <user> upmedic diag probe (or docker exec -u <user>)"}})
+			p.r.add(p.rootWarning())
 			return
 		}
 	}
 	p.r.add(f)
+}
+
+// rootWarning says that a connect made as root proves nothing about
+// socket permissions, and as whom to run the probe instead.
+func (p *prober) rootWarning() Finding {
+	f := Finding{Severity: SeverityWarn,
+		Title: "ran as root: socket permissions were not tested",
+		Details: []string{
+			"root may connect to any socket whatever its owner and mode, so this connect says nothing about the users that connect to it",
+		},
+	}
+	users := append(slices.Clip(p.s.TestAs), "<upmedic's user>: User= in upmedic's unit (systemctl show -p User upmedic), 65532 in upmedic's image")
+	for _, u := range users {
+		name, why, _ := strings.Cut(u, ": ")
+		f.Fix = append(f.Fix, "upmedic diag probe --as "+name+" "+p.s.Display+"   # "+why)
+	}
+	return f
 }
 
 // explainConnect turns a failed connect into findings.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -237,7 +238,8 @@ func TestProbeHealthyUnixAsRoot(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "app.sock")
 	u := serve(t, listenUnix(t, path), reply("HTTP/1.0 204 No Content\r\n\r\n"))
-	res := resultOf(t, Check(t.Context(), Settings{Address: "unix:" + path, HealthPath: "/ready"}))
+	res := resultOf(t, Check(t.Context(), Settings{Address: "unix:" + path, HealthPath: "/ready",
+		TestAs: []string{"www-data: nginx's workers"}}))
 	res.healthy(t, true)
 	if got := <-u.reqs; !strings.HasPrefix(got, "GET /ready HTTP/1.1\r\nHost: localhost\r\n") {
 		t.Errorf("request = %q", got)
@@ -245,7 +247,19 @@ func TestProbeHealthyUnixAsRoot(t *testing.T) {
 	if res.j.Network != "unix" || res.j.Upstream != "unix:"+path || res.j.Status != 204 {
 		t.Errorf("network=%q upstream=%q status=%d", res.j.Network, res.j.Upstream, res.j.Status)
 	}
-	res.expect(t, diag.None, SeverityOK, "sudo -u <user> upmedic diag probe").mustMention(t, "ran as root")
+	// Root may connect anywhere: a warning, naming the users to test as.
+	res.expect(t, diag.None, SeverityWarn,
+		"upmedic diag probe --as www-data unix:"+path+"   # nginx's workers",
+		"upmedic diag probe --as <upmedic's user> unix:"+path+"   # User= in upmedic's unit").
+		mustMention(t, "ran as root", "says nothing about the users that connect to it")
+	if !strings.HasSuffix(res.text, "\nhealthy, with 1 warning\n") {
+		t.Errorf("verdict:\n%s", res.text)
+	}
+	for _, f := range res.j.Findings {
+		if f.Severity == "ok" && strings.Contains(f.Title, "root") {
+			t.Errorf("an OK finding about root: %+v", f)
+		}
+	}
 }
 
 func TestProbeConnectOnly(t *testing.T) {
@@ -796,7 +810,7 @@ func TestProbeUnprivileged(t *testing.T) {
 		socketAs(t, path, 0, appGroup, 0o660)
 		res := runHelper(t, bin, Settings{Network: "unix", Address: path}, &syscall.SysProcAttr{Credential: cred}, false)
 		res.expect(t, diag.SocketPermissionDenied, SeverityFail,
-			"usermod -aG "+groupID(appGroup).label()+" "+who+", then restart upmedic")
+			"usermod -aG "+groupID(appGroup).label()+" "+who+", then restart what runs as "+who+", upmedic or nginx")
 	})
 
 	t.Run("directory without search permission", func(t *testing.T) {
@@ -946,7 +960,7 @@ func TestProbeSettingsDefaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.in.withDefaults(); got != tc.want {
+			if got := tc.in.withDefaults(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})

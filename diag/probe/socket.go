@@ -396,7 +396,7 @@ func (p *prober) socketPermissionFinding(cause diag.Cause, errno string, facts f
 		"  php-fpm pool: " + fpmOwner + "listen.group = " + group + ", listen.mode = 0660",
 		"  gunicorn: --group " + group + " --umask 007 (the socket becomes 0770)",
 	}
-	restart := "usermod -aG " + group + " " + who + ", then restart upmedic (groups are read when a process starts)"
+	restart := "usermod -aG " + group + " " + who + ", then restart what runs as " + who + ", upmedic or nginx (groups are read when a process starts)"
 	switch {
 	case c == classOwner:
 		f.Fix = append([]string{"make the socket writable by its owner where the app creates it:"}, appSide...)
