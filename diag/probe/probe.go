@@ -372,7 +372,7 @@ func (p *prober) rootWarning() Finding {
 			"root may connect to any socket whatever its owner and mode, so this connect says nothing about the users that connect to it",
 		},
 	}
-	users := append(slices.Clip(p.s.TestAs), "<upmedic's user>: User= in upmedic's unit (systemctl show -p User upmedic), 65532 in upmedic's image")
+	users := append(slices.Clip(p.s.TestAs), "<upmedic's user>: User= in upmedic's unit; with DynamicUser=yes its uid while it runs, ps -o uid= -p $(systemctl show -p MainPID --value upmedic); 65532 in upmedic's image")
 	for _, u := range users {
 		name, why, _ := strings.Cut(u, ": ")
 		f.Fix = append(f.Fix, "upmedic diag probe --as "+name+" "+p.s.Display+"   # "+why)
