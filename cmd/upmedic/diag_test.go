@@ -24,7 +24,7 @@ func skipOrFail(t *testing.T, reason string) {
 // the Debian layout the README installs them in (nginx.conf,
 // conf.d/upmedic.conf, snippets/upmedic-proxy.conf), with the log and pid
 // paths moved into the temporary directory so that nginx -t writes nothing
-// outside it. Line numbers stay as they are.
+// outside it, and port 80 changed to 8180. Line numbers stay as they are.
 func readmeNginxLayout(t *testing.T) (conf, prefix string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -45,6 +45,8 @@ func readmeNginxLayout(t *testing.T) (conf, prefix string) {
 		}
 		s := strings.ReplaceAll(string(b), "/var/log/nginx/", prefix+"/logs/")
 		s = strings.ReplaceAll(s, "/run/nginx.pid", prefix+"/logs/nginx.pid")
+		// nginx -t binds the listen ports: a port above 1024 works without root.
+		s = strings.ReplaceAll(s, "listen 80;", "listen 8180;")
 		if err := os.WriteFile(filepath.Join(dir, dst), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
