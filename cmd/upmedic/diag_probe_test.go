@@ -23,7 +23,7 @@ const (
 )
 
 // TestProbeHelperProcess is not a test: it is upmedic run in a child
-// process by runUpmedic, because --as changes the user of the whole
+// process by runProbeHelper, because --as changes the user of the whole
 // process, for good.
 func TestProbeHelperProcess(t *testing.T) {
 	if os.Getenv(probeHelperEnv) != "1" {
@@ -36,7 +36,7 @@ func TestProbeHelperProcess(t *testing.T) {
 	os.Exit(run(in.Args, in.Env, strings.NewReader(""), os.Stdout, os.Stdout))
 }
 
-// runUpmedic runs upmedic's command line args with environment env in a
+// runProbeHelper runs upmedic's command line args with environment env in a
 // child process (as cred's user when cred is not nil) and returns its exit
 // code and output.
 func runProbeHelper(t *testing.T, cred *syscall.Credential, env []string, args ...string) (int, string) {
