@@ -154,7 +154,7 @@ func TestNginxLogExitCodes(t *testing.T) {
 		{"failures", []string{"--conf", noUser, upmedicLog}, nil, "", 1, []string{
 			"upmedic_unreachable at http://127.0.0.1:8080\n  fix:    upmedic is not running or not listening where nginx expects it (UPMEDIC_LISTEN=127.0.0.1:8080)",
 			"nginx's workers run as nobody (nginx's built-in default: " + noUser + " has no user directive)",
-			"UPMEDIC_RESPONSE_TIMEOUT 30s, so nginx's proxy_read_timeout"}},
+			"UPMEDIC_RESPONSE_TIMEOUT 45s, so nginx's proxy_read_timeout"}},
 		{"settings from the environment and the worker user from --conf", []string{"--conf", conf, upmedicLog},
 			[]string{"UPMEDIC_LISTEN=127.0.0.1:9999", "UPMEDIC_RESPONSE_TIMEOUT=50s"}, "", 1, []string{
 				"http_response_timeout at http://127.0.0.1:8080, http://unix:/run/gunicorn/app.sock\n  fix:    the app sent no response header within proxy_read_timeout",
