@@ -1,9 +1,11 @@
 // Package diag names why an upstream failed and says so in HTTP headers.
 //
 // It is upmedic's single source of truth for failure causes: the proxy, the
-// health checker, the admin API and the diagnosis CLI all classify with
-// Classify and describe with the one cause table below. diag imports no other
-// upmedic package.
+// health checker, the admin API and the operator tools under it (diag/probe,
+// diag/nginxlog, diag/nginxconf) all classify with Classify and describe with
+// the one cause table below. diag holds only this core (causes, Classify, the
+// diagnosis headers, the journal and the traffic counters) and imports no
+// other upmedic package; the tools import it, never the reverse.
 package diag
 
 import "net/http"

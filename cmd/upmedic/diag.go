@@ -2,37 +2,68 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
 	"time"
 
-	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/diag/nginxconf"
+	"github.com/upmedic/upmedic/diag/nginxlog"
+	"github.com/upmedic/upmedic/diag/probe"
 )
 
-// diagCommand runs `upmedic diag probe` and `upmedic diag nginx-log`.
+// defaultNginxConf is where Debian's nginx, and nginx built from source
+// with the usual prefix, read their configuration.
+const defaultNginxConf = "/etc/nginx/nginx.conf"
+
+// diagCommand runs `upmedic diag probe`, `upmedic diag nginx-log` and
+// `upmedic diag nginx-conf`.
 func diagCommand(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "upmedic diag: probe or nginx-log?\n"+usage)
+		fmt.Fprint(stderr, "upmedic diag: probe, nginx-log or nginx-conf?\n"+usage)
 		return 2
 	}
 	switch args[0] {
 	case "probe":
 		return diagProbe(args[1:], environ, stdout, stderr)
 	case "nginx-log":
-		return diagNginxLog(args[1:], stdin, stdout, stderr)
+		return diagNginxLog(args[1:], environ, stdin, stdout, stderr)
+	case "nginx-conf":
+		return diagNginxConf(args[1:], environ, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "upmedic diag: unknown command %q\n%s", args[0], usage)
 	return 2
 }
 
-// diagProbe checks the configured upstream once, as the user it runs as.
+// diagProbe checks an upstream once: the one given as an argument, else
+// UPMEDIC_UPSTREAM; as the user it runs as, or as --as USER. Exit 0
+// healthy, 1 a problem found, 2 bad usage.
 func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diag probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+	as := fs.String("as", "", "probe as this user (name or uid, optionally :group): root only; the connect and the permission checks are that user's")
+	confFile := fs.String("conf", "", "nginx's configuration, read for its worker user (default "+defaultNginxConf+" when it exists)")
+	upstreamArg, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	if upstreamArg != "" {
+		if _, err := parseUpstream(upstreamArg); err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: upstream %q: %v\n", upstreamArg, err)
+			return 2
+		}
+		// The argument takes the place of UPMEDIC_UPSTREAM.
+		environ = append(slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+			return strings.HasPrefix(kv, envPrefix+"UPSTREAM=")
+		}), envPrefix+"UPSTREAM="+upstreamArg)
+	} else if !hasVar(environ, envPrefix+"UPSTREAM") {
+		fmt.Fprintln(stderr, "upmedic diag probe: which upstream? Give it as an argument (upmedic diag probe unix:/run/gunicorn/app.sock) or set UPMEDIC_UPSTREAM")
 		return 2
 	}
 	cfg, err := loadConfig(environ)
@@ -40,13 +71,33 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "upmedic:", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+cfg.ResponseTimeout+5*time.Second)
-	defer cancel()
-	report := diag.Probe(ctx, diag.ProbeSettings{
+	s := probe.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		HealthPath: cfg.HealthPath, ConnectTimeout: cfg.ConnectTimeout,
 		ResponseTimeout: cfg.ResponseTimeout, MaxHeaderBytes: cfg.MaxResponseHeaderBytes,
-	})
+	}
+	if *as != "" {
+		id, err := lookupIdentity(*as)
+		if err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: --as %q: %v\n", *as, err)
+			return 2
+		}
+		if err := become(id); err != nil {
+			fmt.Fprintf(stderr, "upmedic diag probe: --as %s: %v\n", *as, err)
+			return 2
+		}
+	} else if os.Geteuid() == 0 {
+		// Root connects anywhere: name who should be tested instead.
+		n, _ := readNginxConf(*confFile, cfg.listen.String())
+		if n.read {
+			s.TestAs = []string{n.user + ": nginx's workers, " + n.userFrom}
+		} else {
+			s.TestAs = []string{"www-data: nginx's workers on Debian (nginx.conf was not read)"}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout+cfg.ResponseTimeout+5*time.Second)
+	defer cancel()
+	report := probe.Check(ctx, s)
 	if *asJSON {
 		err = report.WriteJSON(stdout)
 	} else {
@@ -62,16 +113,53 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// diagNginxLog classifies an nginx error.log from a file or stdin.
-func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// parseInterspersed parses fs's flags wherever they stand among args (the
+// flag package stops at the first argument) and returns the one argument,
+// or "" when there is none. More than one argument is an error.
+func parseInterspersed(fs *flag.FlagSet, args []string) (string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(positional) > 1 {
+		fmt.Fprintf(fs.Output(), "upmedic %s: one upstream at most, got %q\n", fs.Name(), positional)
+		return "", errors.New("too many arguments")
+	}
+	if len(positional) == 1 {
+		return positional[0], nil
+	}
+	return "", nil
+}
+
+// diagNginxLog classifies an nginx error.log from a file or stdin: exit 0
+// when it holds no upstream failure, 1 when it does, 2 when it cannot be
+// read.
+func diagNginxLog(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("diag nginx-log", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	since := fs.String("since", "", "leave out lines before this time: RFC 3339, \"2006-01-02 15:04:05\", or a duration ago such as 1h")
+	confFile := fs.String("conf", "", "nginx's configuration, read for its worker user and upmedic's upstream blocks (default "+defaultNginxConf+" when it exists)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
 		return 2
 	}
-	var opt diag.NginxLogOptions
+	cfg, err := loadConfigForTools(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "upmedic:", err)
+		return 2
+	}
+	opt := nginxlog.Options{
+		Listen: cfg.listen.String(), CheckSockets: true,
+		ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes,
+	}
 	if *since != "" {
 		t, err := parseSince(*since, time.Now())
 		if err != nil {
@@ -80,20 +168,26 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		}
 		opt.Since = t
 	}
+	if n, err := readNginxConf(*confFile, cfg.listen.String()); err != nil {
+		fmt.Fprintln(stderr, "upmedic diag nginx-log: --conf:", err)
+		return 2
+	} else if n.read {
+		opt.NginxUser, opt.NginxUserFrom, opt.UpmedicUpstreams = n.user, n.userFrom, n.upstreams
+	}
 	in := stdin
 	if name := fs.Arg(0); name != "" && name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
-			return 1
+			return 2
 		}
 		defer f.Close()
 		in = f
 	}
-	report, err := diag.AnalyzeNginxLog(in, opt)
+	report, err := nginxlog.Analyze(in, opt)
 	if err != nil {
 		fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
-		return 1
+		return 2
 	}
 	if *asJSON {
 		err = report.WriteJSON(stdout)
@@ -102,9 +196,133 @@ func diagNginxLog(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "upmedic diag nginx-log:", err)
+		return 2
+	}
+	if report.Failures > 0 {
 		return 1
 	}
 	return 0
+}
+
+// nginxFacts are what the diag commands read from nginx's configuration.
+type nginxFacts struct {
+	read      bool     // the configuration was read
+	user      string   // nginx's worker user
+	userFrom  string   // where user comes from: "user in /etc/nginx/nginx.conf:1"
+	upstreams []string // upstream{} blocks whose servers are upmedic
+}
+
+// readNginxConf reads nginx's worker user and upmedic's upstream blocks
+// (those with a server at listen) from file. An empty file means
+// /etc/nginx/nginx.conf if it exists: read is then false when it does not,
+// and no error is returned for it.
+func readNginxConf(file, listen string) (nginxFacts, error) {
+	explicit := file != ""
+	if !explicit {
+		file = defaultNginxConf
+		if _, err := os.Stat(file); err != nil {
+			return nginxFacts{}, nil
+		}
+	}
+	conf, err := nginxconf.Load(file)
+	if err != nil {
+		if explicit {
+			return nginxFacts{}, err
+		}
+		return nginxFacts{}, nil
+	}
+	n := nginxFacts{read: true, upstreams: conf.UpstreamsTo(listen)}
+	if user, d := conf.WorkerUser(); d != nil {
+		n.user, n.userFrom = user, fmt.Sprintf("user in %s:%d", d.File, d.Line)
+	} else {
+		// nginx started as root runs its workers as nobody unless told.
+		n.user, n.userFrom = "nobody", "nginx's built-in default: "+file+" has no user directive"
+	}
+	return n, nil
+}
+
+// diagNginxConf checks nginx's configuration against upmedic's settings:
+// exit 0 when it agrees, 1 with errors, 2 when it cannot be read or parsed.
+func diagNginxConf(args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("diag nginx-conf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the findings as JSON")
+	nginxBin := fs.String("nginx", "", "the nginx binary whose version (nginx -v) decides its defaults; empty looks for nginx in PATH and /usr/sbin")
+	phpFPM := fs.String("php-fpm", "/etc/php/*/fpm/pool.d/*.conf", "php-fpm pool files to read request_terminate_timeout from; empty reads none")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
+		return 2
+	}
+	cfg, err := loadConfigForTools(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "upmedic:", err)
+		return 2
+	}
+	file := defaultNginxConf
+	if fs.NArg() == 1 {
+		file = fs.Arg(0)
+	}
+	conf, err := nginxconf.Load(file)
+	if err != nil {
+		fmt.Fprintln(stderr, "upmedic diag nginx-conf:", err)
+		return 2
+	}
+	s := nginxconf.Settings{
+		Listen: cfg.listen.String(), ConnectTimeout: cfg.ConnectTimeout,
+		ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout, Hold: cfg.Hold,
+		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, ExposeDetails: cfg.ExposeDetails,
+	}
+	if hasVar(environ, envPrefix+"UPSTREAM") {
+		s.Upstream = cfg.upstream.String()
+	}
+	if *phpFPM != "" {
+		s.PHPFPM = []string{*phpFPM}
+	}
+	if bin := findNginx(*nginxBin); bin != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.Version, _ = nginxconf.Version(ctx, bin) // unknown: Check notes it
+		cancel()
+	}
+	report := nginxconf.Check(conf, s)
+	if *asJSON {
+		err = report.WriteJSON(stdout)
+	} else {
+		err = report.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "upmedic diag nginx-conf:", err)
+		return 2
+	}
+	if report.Errors() > 0 {
+		return 1
+	}
+	return 0
+}
+
+// findNginx returns the nginx binary to ask for its version: bin when set,
+// else nginx in PATH or in the sbin directories, else "".
+func findNginx(bin string) string {
+	if bin != "" {
+		return bin
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// hasVar reports whether environ sets the variable name (even to "").
+func hasVar(environ []string, name string) bool {
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // parseSince accepts RFC 3339, nginx's "2006/01/02 15:04:05", a date-time

@@ -34,9 +34,12 @@ commands:
   check                  exit 0 when the running sidecar reports ready (Docker HEALTHCHECK)
   env                    print every UPMEDIC_ variable: its value in effect, where it came
                          from, its default and meaning
-  diag probe [--json]    one-shot doctor against UPMEDIC_UPSTREAM
-  diag nginx-log [--json] [--since TIME] [FILE|-]
-                         classify an nginx error.log
+  diag probe [--json] [--as USER] [UPSTREAM]
+                         one-shot doctor against UPSTREAM (default UPMEDIC_UPSTREAM), as USER
+  diag nginx-log [--json] [--since TIME] [--conf FILE] [FILE|-]
+                         classify an nginx error.log; exit 1 when it holds upstream failures
+  diag nginx-conf [--json] [FILE]
+                         check nginx's configuration (default /etc/nginx/nginx.conf) against upmedic's settings
   demo                   show upmedic's answer to each kind of upstream failure, in-process
   version                print the version
 `
