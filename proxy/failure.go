@@ -333,6 +333,11 @@ func (p *Proxy) rejectUnread(ctx *fasthttp.RequestCtx, err error) {
 // went silent, broke the chunked framing, or ended early.
 func (p *Proxy) rejectBody(x *exchange) {
 	err := x.clientBody.err
+	if fc, ok := x.ctx.Conn().(*frontConn); ok && fc.err != nil {
+		// fasthttp's chunked reader may hide the scanner's error or a
+		// timeout behind its own: the connection knows what it was.
+		err = fc.err
+	}
 	status, rule, text := requestFault(err)
 	if status == fasthttp.StatusBadRequest && rule == "malformed" {
 		rule, text = "body-incomplete", "the request body ended before its framing did"

@@ -167,6 +167,18 @@ func (s *RequestScanner) lines(b []byte, limit int, tooLarge error, handle func(
 	i := 0
 	for i < len(b) && s.state == state && s.part == part {
 		j := bytes.IndexByte(b[i:], '\n')
+		if s.state == Header && !s.head.started {
+			// A request line is refused at its first bad method byte, not
+			// when a line end arrives: a TLS handshake or another binary
+			// protocol may never send one.
+			end := len(b)
+			if j >= 0 {
+				end = i + j
+			}
+			if k := s.badMethodByte(b[i:end]); k >= 0 {
+				return i + k, ErrMethod
+			}
+		}
 		if j < 0 {
 			rest := b[i:]
 			if s.seen+s.lineLen()+len(rest) > limit {
@@ -195,6 +207,26 @@ func (s *RequestScanner) lines(b []byte, limit int, tooLarge error, handle func(
 		i += j + 1
 	}
 	return i, nil
+}
+
+// badMethodByte returns the offset in rest, the bytes of a request line
+// that has not ended yet, of a byte that cannot belong to its method, or -1.
+func (s *RequestScanner) badMethodByte(rest []byte) int {
+	done := s.lineLen() // bytes of the line kept from earlier calls
+	if s.line != nil && bytes.IndexByte(*s.line, ' ') >= 0 {
+		return -1 // the method is complete
+	}
+	for k, c := range rest {
+		switch {
+		case c == ' ' && done+k > 0:
+			return -1
+		case c == '\r' && done+k == 0:
+			return -1 // an empty line, or a CR the line end checks
+		case !tchar[c]:
+			return k
+		}
+	}
+	return -1
 }
 
 func (s *RequestScanner) lineLen() int {
