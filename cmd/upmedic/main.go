@@ -103,6 +103,8 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 	ps := proxy.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		ConnectTimeout: cfg.ConnectTimeout, ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout,
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
+		ClientSendTimeout:      cfg.ClientSendTimeout,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, BufferBytes: bufferBytes(cfg.BufferBytes),
 		MaxConns: cfg.MaxConns, Hold: cfg.Hold, ExposeDetails: cfg.ExposeDetails, Name: cfg.Name,
 		Journal: journal, Traffic: traffic, Logger: log,
