@@ -33,8 +33,8 @@ func (l *pairListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *pairListener) Close() error       { l.once.Do(func() { close(l.done) }); return nil }
-func (l *pairListener) Addr() net.Addr     { return &net.UnixAddr{Name: "socketpair", Net: "unix"} }
+func (l *pairListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *pairListener) Addr() net.Addr { return &net.UnixAddr{Name: "socketpair", Net: "unix"} }
 func (l *pairListener) dial(tb testing.TB) net.Conn {
 	tb.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
