@@ -32,19 +32,19 @@ func TestStatus(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	journal := new(diag.Journal)
 	journal.Record(t0, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
-		Elapsed: 3 * time.Millisecond, Upstream: "127.0.0.1:8000"}, diag.PhaseConnect, false)
+		Elapsed: 3 * time.Millisecond, Upstream: "127.0.0.1:8000"}, diag.PhaseConnect, false, nil, nil)
 	journal.Record(t0.Add(time.Second), &diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: 503},
-		diag.PhaseHeader, false)
+		diag.PhaseHeader, false, nil, nil)
 	journal.Record(t0.Add(2*time.Second), &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
-		Elapsed: 1 * time.Millisecond}, diag.PhaseConnect, false)
+		Elapsed: 1 * time.Millisecond}, diag.PhaseConnect, false, nil, nil)
 	journal.Record(t0.Add(3*time.Second), &diag.Diagnosis{Cause: diag.HTTPResponseIncomplete,
-		Elapsed: 20 * time.Millisecond}, diag.PhaseBody, true)
+		Elapsed: 20 * time.Millisecond}, diag.PhaseBody, true, nil, nil)
 
 	traffic := new(diag.Traffic)
-	traffic.Done(200, time.Millisecond)
-	traffic.Done(200, time.Millisecond)
-	traffic.Done(502, time.Millisecond)
-	traffic.Done(503, time.Millisecond)
+	traffic.Done(200, time.Millisecond, time.Now())
+	traffic.Done(200, time.Millisecond, time.Now())
+	traffic.Done(502, time.Millisecond, time.Now())
+	traffic.Done(503, time.Millisecond, time.Now())
 	traffic.Retried()
 	traffic.Aborted()
 	traffic.ConnOpened()
@@ -173,7 +173,7 @@ func TestStatusRecentKeepsNewest50(t *testing.T) {
 	journal := new(diag.Journal)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 60 {
-		journal.Record(t0.Add(time.Duration(i)*time.Second), &diag.Diagnosis{Cause: diag.ConnectionTerminated}, diag.PhaseHeader, false)
+		journal.Record(t0.Add(time.Duration(i)*time.Second), &diag.Diagnosis{Cause: diag.ConnectionTerminated}, diag.PhaseHeader, false, nil, nil)
 	}
 	st, _ := getStatus(t, NewHandler(Settings{Journal: journal}))
 	if len(st.Recent) != diag.JournalSize {
