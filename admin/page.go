@@ -267,8 +267,11 @@ func newVerdict(st *Status) verdict {
 		return verdict{"bad", "BREAKER OPEN", "Circuit breaker open", "Tripped by " + bs.TrippedBy +
 			"; " + nextTrial(st) + ". Requests fail fast with breaker_open."}
 	case lm.Failures > 0:
-		return verdict{"bad", "FAILING", "Requests are failing",
-			strconv.FormatUint(lm.Failures, 10) + " diagnosed failures in the last minute, most " + topCause(lm) + "."}
+		d := strconv.FormatUint(lm.Failures, 10) + " diagnosed failures in the last minute, most " + topCause(lm)
+		if lm.App5xx > 0 {
+			d += "; and " + strconv.FormatUint(lm.App5xx, 10) + " of the app's own 5xx"
+		}
+		return verdict{"bad", "FAILING", "Requests are failing", d + "."}
 	case hs.State == "unknown":
 		return verdict{"warn", "UNKNOWN", "Upstream state unknown", unknownText(hs) + "."}
 	case lm.App5xx > 0:
@@ -566,9 +569,9 @@ func causeColor(name string) string {
 	case diag.HTTPResponseTimeout:
 		return "#9c36b5"
 	case diag.HTTPResponseHeaderSectionSize:
-		return "#5c940d"
+		return "#b35900"
 	case diag.HTTPProtocolError:
-		return "#2b8a3e"
+		return "#5f3dc4"
 	case diag.HTTPResponseIncomplete:
 		return "#087f5b"
 	case diag.ConnectionReadTimeout:

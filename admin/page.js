@@ -7,6 +7,7 @@
   var auto = document.getElementById("auto");
   var stale = document.getElementById("stale");
   var lastGood = new Date();
+  var refreshes = 0;
   document.getElementById("controls").hidden = false;
 
   function swap(text) {
@@ -38,6 +39,7 @@
       .then(function (text) {
         swap(text);
         lastGood = new Date();
+        document.body.dataset.refreshes = String(++refreshes);
         document.body.classList.remove("stale");
       })
       .catch(function (e) {

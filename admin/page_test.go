@@ -259,7 +259,7 @@ var pageElements = map[string]bool{
 	"label": true, "input": true, "noscript": true, "main": true, "header": true, "h1": true, "h2": true,
 	"code": true, "section": true, "div": true, "table": true, "thead": true, "tbody": true, "tr": true,
 	"th": true, "td": true, "figure": true, "svg": true, "line": true, "rect": true, "text": true,
-	"details": true, "summary": true, "span": true, "b": true, "footer": true, "a": true, "script": true,
+	"details": true, "summary": true, "dl": true, "dt": true, "dd": true, "span": true, "b": true, "footer": true, "a": true, "script": true,
 }
 
 // wantOnlyOwnMarkup fails t unless page holds only the template's own

@@ -226,7 +226,7 @@ func parseDockerfile(path string) (*dockerfile, error) {
 
 // tools are the real programs the suite drives, found on this machine.
 type tools struct {
-	nginx, gunicorn, python, phpFPM, node, buildah, systemdAnalyze string
+	nginx, gunicorn, python, phpFPM, node, buildah, systemdAnalyze, chromium string
 }
 
 // lookTools finds the programs once. gunicorn is Debian's (/usr/bin/gunicorn,
@@ -260,12 +260,13 @@ func lookTools() tools {
 			node:           look("/usr/bin/node", "node"),
 			buildah:        look("buildah"),
 			systemdAnalyze: look("systemd-analyze"),
+			chromium:       look("/usr/bin/chromium", "chromium"),
 		}
 		var b strings.Builder
 		for _, kv := range [][2]string{
 			{"nginx", found.nginx}, {"gunicorn", found.gunicorn}, {"python3", found.python},
 			{"php-fpm", found.phpFPM}, {"node", found.node}, {"buildah", found.buildah},
-			{"systemd-analyze", found.systemdAnalyze},
+			{"systemd-analyze", found.systemdAnalyze}, {"chromium", found.chromium},
 		} {
 			v := kv[1]
 			if v == "" {
@@ -280,7 +281,7 @@ func lookTools() tools {
 
 // need skips t, naming what is missing, unless every named program exists.
 // Only the peers that CI installs from Debian (nginx, gunicorn, php-fpm,
-// buildah) and systemd-analyze may be missing; node, which the machine
+// buildah, chromium) and systemd-analyze may be missing; node, which the machine
 // image ships, must be there.
 func need(t *testing.T, names ...string) tools {
 	t.Helper()
@@ -302,6 +303,8 @@ func need(t *testing.T, names ...string) tools {
 			p = tl.buildah
 		case "systemd-analyze":
 			p = tl.systemdAnalyze
+		case "chromium":
+			p = tl.chromium
 		case "node":
 			if tl.node == "" {
 				t.Fatal("node not found: the machine image ships Node.js (/usr/bin/node); the suite needs it")
@@ -317,7 +320,7 @@ func need(t *testing.T, names ...string) tools {
 		}
 	}
 	if len(missing) > 0 {
-		skipOrFail(t, fmt.Sprintf("%s not installed (.ci/run installs them: apt-get install nginx gunicorn php8.2-fpm buildah)", strings.Join(missing, ", ")))
+		skipOrFail(t, fmt.Sprintf("%s not installed (.ci/run installs them: apt-get install nginx gunicorn php8.2-fpm buildah chromium)", strings.Join(missing, ", ")))
 	}
 	if len(have) > 0 {
 		t.Logf("using %s", strings.Join(have, " "))
