@@ -37,6 +37,7 @@ type bodyStream struct {
 	reusable  bool  // the connection may be reused once the body is complete
 	done      bool
 	err       error
+	req       diag.RequestLine // the request, for the journal if the body fails
 }
 
 var bodyStreamPool = sync.Pool{New: func() any { return new(bodyStream) }}
@@ -212,7 +213,7 @@ func (s *bodyStream) fail(err error) error {
 		err = io.ErrUnexpectedEOF
 	}
 	s.err = err
-	s.p.recordAbort(s.c, s.start, err)
+	s.p.recordAbort(s.c, s.start, err, &s.req)
 	return err
 }
 
