@@ -1,11 +1,13 @@
-// Package admin serves upmedic's admin API on net/http: liveness, readiness,
-// a JSON status report and Prometheus metrics. It is off the hot path: it
-// reads the proxy's counters (diag.Traffic, diag.Journal) and the health
-// state (health.Checker, health.Breaker) only when asked.
+// Package admin serves upmedic's admin API on net/http: a status page for
+// people, liveness, readiness, a JSON status report and Prometheus metrics.
+// It is read-only (GET and HEAD) and off the hot path: it reads the proxy's
+// counters (diag.Traffic, diag.Journal) and the health state
+// (health.Checker, health.Breaker) only when asked.
 package admin
 
 import (
 	"encoding/json"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,23 +45,34 @@ type Settings struct {
 	// Version is upmedic's version, shown in /status and in
 	// upmedic_build_info. Empty shows an empty string.
 	Version string
+	// Started is when upmedic started: a rate over the last minute or hour
+	// counts from it while upmedic is younger than that. Zero means the
+	// windows are taken as full.
+	Started time.Time
+	// Config lists the settings in effect, shown in /status and on the
+	// page as given. Nil shows none.
+	Config []ConfigValue
 }
 
 // handler serves the admin routes. It holds no state of its own.
 type handler struct {
-	s   Settings
-	mux *http.ServeMux
+	s    Settings
+	mux  *http.ServeMux
+	tmpl *template.Template // the status page
+	csp  string             // the status page's Content-Security-Policy
 }
 
 // NewHandler returns the admin API:
 //
+//	GET /         the status page for people (HTML)
 //	GET /healthz  200 "ok" while upmedic serves
 //	GET /readyz   200 "ready", or 503 with a one-line reason
 //	GET /status   the Status document as JSON
 //	GET /metrics  Prometheus text exposition
 //
-// Each handler returned has its own Prometheus registry; it is safe for
-// concurrent use.
+// Every route also answers HEAD; any other method gets 405: the admin API
+// changes nothing. Each handler returned has its own Prometheus registry;
+// it is safe for concurrent use.
 func NewHandler(s Settings) http.Handler {
 	if s.Journal == nil {
 		s.Journal = new(diag.Journal)
@@ -70,7 +83,7 @@ func NewHandler(s Settings) http.Handler {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	h := &handler{s: s, mux: http.NewServeMux()}
+	h := &handler{s: s, mux: http.NewServeMux(), tmpl: pageTemplate(), csp: pageCSP()}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -86,6 +99,7 @@ func NewHandler(s Settings) http.Handler {
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})
+	h.mux.HandleFunc("GET /{$}", h.page)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /status", h.status)
 	h.mux.Handle("GET /metrics", metrics)
@@ -94,6 +108,11 @@ func NewHandler(s Settings) http.Handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeText(w, http.StatusMethodNotAllowed, "405 method not allowed: the admin API is read-only (GET, HEAD)")
+		return
+	}
 	h.mux.ServeHTTP(w, r)
 }
 
@@ -156,7 +175,7 @@ func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(h.report()) // only fails when the client left
+	_ = enc.Encode(h.report(time.Now())) // only fails when the client left
 }
 
 func writeText(w http.ResponseWriter, status int, line string) {

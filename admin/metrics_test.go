@@ -60,10 +60,10 @@ func sample(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels 
 func TestMetrics(t *testing.T) {
 	traffic := new(diag.Traffic)
 	for range 3 {
-		traffic.Done(200, 3*time.Millisecond)
+		traffic.Done(200, 3*time.Millisecond, time.Now())
 	}
-	traffic.Done(502, 40*time.Millisecond)
-	traffic.Done(504, 90*time.Second) // past the last bucket (60s): +Inf only
+	traffic.Done(502, 40*time.Millisecond, time.Now())
+	traffic.Done(504, 90*time.Second, time.Now()) // past the last bucket (60s): +Inf only
 	traffic.Retried()
 	traffic.Retried()
 	traffic.Aborted()
@@ -76,9 +76,9 @@ func TestMetrics(t *testing.T) {
 
 	journal := new(diag.Journal)
 	now := time.Now()
-	journal.Record(now, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED}, diag.PhaseConnect, false)
-	journal.Record(now, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED}, diag.PhaseConnect, false)
-	journal.Record(now, &diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: 502}, diag.PhaseHeader, false)
+	journal.Record(now, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED}, diag.PhaseConnect, false, nil, nil)
+	journal.Record(now, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED}, diag.PhaseConnect, false, nil, nil)
+	journal.Record(now, &diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: 502}, diag.PhaseHeader, false, nil, nil)
 
 	checker := downChecker(t)
 	mfs := scrape(t, NewHandler(Settings{Journal: journal, Traffic: traffic, Checker: checker,

@@ -15,6 +15,13 @@ type Status struct {
 	Upstream string `json:"upstream"`
 	// Version is upmedic's version.
 	Version string `json:"version"`
+	// Time is when the report was made.
+	Time time.Time `json:"time"`
+	// Started is when upmedic started; omitted when unknown.
+	Started time.Time `json:"started,omitzero"`
+	// Config lists the settings in effect, in the order `upmedic env`
+	// prints them; empty (never null) when none were given.
+	Config []ConfigValue `json:"config"`
 	// Health is the active health checker's view of the upstream.
 	Health HealthStatus `json:"health"`
 	// Breaker is the circuit breaker's state.
@@ -27,6 +34,17 @@ type Status struct {
 	Recent []RecentDiagnosis `json:"recent"`
 	// Requests counts the requests upmedic answered.
 	Requests RequestCounts `json:"requests"`
+	// History holds the requests, latency and diagnoses of the last minute
+	// and the last hour.
+	History History `json:"history"`
+}
+
+// ConfigValue is one setting in effect.
+type ConfigValue struct {
+	// Name is the variable ("UPMEDIC_CONNECT_TIMEOUT").
+	Name string `json:"name"`
+	// Value is its value in effect, default or given ("2s").
+	Value string `json:"value"`
 }
 
 // HealthStatus is the health part of Status.
@@ -51,6 +69,24 @@ type HealthStatus struct {
 	// LastCause is the cause of the most recent failed probe, even if later
 	// probes succeeded; omitted if none has failed.
 	LastCause string `json:"last_cause,omitempty"`
+	// Probes holds the most recent probes, newest first, at most
+	// health.ProbeHistory (60); empty (never null) before the first.
+	Probes []ProbeStatus `json:"probes"`
+	// Flips holds the most recent state changes, newest first, at most
+	// health.FlipHistory (20); empty (never null) before the first.
+	Flips []FlipStatus `json:"flips"`
+}
+
+// FlipStatus is one change of the health state.
+type FlipStatus struct {
+	// At is when the probe that decided it started.
+	At time.Time `json:"at"`
+	// From and To are "unknown", "up" or "down".
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Cause is the failed probe's cause for a change to "down"; omitted
+	// otherwise.
+	Cause string `json:"cause,omitempty"`
 }
 
 // ProbeStatus is one health probe's outcome.
@@ -91,6 +127,23 @@ type BreakerStatus struct {
 	// NextTry is when an open breaker lets a trial request through; omitted
 	// unless open.
 	NextTry time.Time `json:"next_try,omitzero"`
+	// Transitions holds the most recent state changes, newest first, at
+	// most health.TransitionHistory (20); empty (never null) before the
+	// first.
+	Transitions []TransitionStatus `json:"transitions"`
+}
+
+// TransitionStatus is one change of the breaker's state.
+type TransitionStatus struct {
+	// At is when it changed. An open breaker turns half-open lazily, at the
+	// first request (or report) after UPMEDIC_BREAKER_OPEN_FOR.
+	At time.Time `json:"at"`
+	// From and To are "closed", "half-open" or "open".
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Cause is the failure that opened it, for a change to "open"; omitted
+	// otherwise.
+	Cause string `json:"cause,omitempty"`
 }
 
 // CauseCount is how often one cause was diagnosed.
@@ -109,10 +162,28 @@ type CauseCount struct {
 
 // RecentDiagnosis is one recorded diagnosis.
 type RecentDiagnosis struct {
+	// Seq numbers the diagnoses since start, from 1: a script polling
+	// /status can tell the new ones.
+	Seq uint64 `json:"seq"`
 	// At is when it was recorded.
 	At time.Time `json:"at"`
+	// Method is the request's method as sent; empty if unknown.
+	Method string `json:"method"`
+	// Path is the request's path as sent, without the query (which can
+	// carry tokens), cut to diag.MaxPathBytes (256) bytes. It is the
+	// client's bytes: escape it before display.
+	Path string `json:"path"`
+	// PathTruncated is true when the method or the path was longer than
+	// kept.
+	PathTruncated bool `json:"path_truncated,omitempty"`
 	// Cause is the cause token.
 	Cause string `json:"cause"`
+	// Errno is the system error behind it ("ECONNREFUSED"); omitted when
+	// none.
+	Errno string `json:"errno,omitempty"`
+	// ElapsedMS is the time from the request's arrival to the diagnosis, in
+	// milliseconds.
+	ElapsedMS float64 `json:"elapsed_ms"`
 	// Status is the status the client got: upmedic's own for a diagnosed
 	// failure, the upstream's for upstream_status; 0 when Aborted, as the
 	// upstream's status had already gone out.
@@ -144,11 +215,63 @@ type RequestCounts struct {
 	OpenUpstreamConns int64 `json:"open_upstream_conns"`
 }
 
-// report builds the Status document.
-func (h *handler) report() Status {
+// History is the recent-history part of Status.
+type History struct {
+	// LastMinute covers the 59 whole seconds before the current one and
+	// the current one so far.
+	LastMinute Window `json:"last_minute"`
+	// LastHour covers the 59 whole minutes before the current one and the
+	// current one so far.
+	LastHour Window `json:"last_hour"`
+	// Minutes holds the 60 minutes of LastHour, oldest first; the last is
+	// the current minute so far.
+	Minutes []Minute `json:"minutes"`
+}
+
+// Window is what happened over a recent stretch of time.
+type Window struct {
+	// From is when the window begins; it ends at Status.Time.
+	From time.Time `json:"from"`
+	// Seconds is how long the window covers: from From, or from Started
+	// if upmedic started later, until Status.Time.
+	Seconds float64 `json:"seconds"`
+	// Requests counts the requests answered in it.
+	Requests uint64 `json:"requests"`
+	// PerSecond is Requests over Seconds.
+	PerSecond float64 `json:"per_second"`
+	// P50MS and P99MS are the median and 99th percentile of the time to
+	// answer, in milliseconds, within about 12%; null without requests.
+	P50MS *float64 `json:"p50_ms"`
+	P99MS *float64 `json:"p99_ms"`
+	// Failures counts upmedic's own diagnosed answers (502/503/504 and
+	// cut streams): every cause but upstream_status.
+	Failures uint64 `json:"failures"`
+	// App5xx counts the app's own 5xx answers, passed through
+	// (upstream_status).
+	App5xx uint64 `json:"app_5xx"`
+	// Causes counts the diagnoses per cause, upstream_status included;
+	// only causes seen; {} when none.
+	Causes map[string]uint64 `json:"causes"`
+}
+
+// Minute is what happened in one minute.
+type Minute struct {
+	// Start is when the minute began.
+	Start time.Time `json:"start"`
+	// Requests counts the requests answered in it.
+	Requests uint64 `json:"requests"`
+	// Causes counts the diagnoses per cause, as Window.Causes.
+	Causes map[string]uint64 `json:"causes"`
+}
+
+// report builds the Status document as of now.
+func (h *handler) report(now time.Time) Status {
 	st := Status{
 		Upstream: h.s.Upstream,
 		Version:  h.s.Version,
+		Time:     now.UTC(),
+		Started:  utc(h.s.Started),
+		Config:   []ConfigValue{},
 		Health:   healthStatus(h.s.Checker),
 		Breaker:  breakerStatus(h.s.Breaker),
 		Causes:   []CauseCount{},
@@ -159,7 +282,9 @@ func (h *handler) report() Status {
 			Aborts:            h.s.Traffic.Aborts(),
 			OpenUpstreamConns: h.s.Traffic.OpenConns(),
 		},
+		History: h.history(now),
 	}
+	st.Config = append(st.Config, h.s.Config...)
 	for _, cc := range h.s.Journal.Counts() {
 		st.Causes = append(st.Causes, CauseCount{Cause: cc.Cause.String(), Count: cc.Count,
 			FirstSeen: cc.First.UTC(), LastSeen: cc.Last.UTC(), Hint: cc.Cause.Hint()})
@@ -168,13 +293,19 @@ func (h *handler) report() Status {
 	for _, e := range h.s.Journal.Recent() {
 		buf = e.Diagnosis.AppendHeader(buf[:0], false)
 		st.Recent = append(st.Recent, RecentDiagnosis{
-			At:        e.At.UTC(),
-			Cause:     e.Diagnosis.Cause.String(),
-			Status:    answeredStatus(&e),
-			Phase:     e.Phase.String(),
-			Aborted:   e.Aborted,
-			Diagnosis: string(buf),
-			Hint:      e.Diagnosis.Cause.Hint(),
+			Seq:           e.Seq,
+			At:            e.At.UTC(),
+			Method:        e.Request.Method(),
+			Path:          e.Request.Path(),
+			PathTruncated: e.Request.Truncated(),
+			Cause:         e.Diagnosis.Cause.String(),
+			Errno:         diag.ErrnoName(e.Diagnosis.Errno),
+			ElapsedMS:     ms(e.Diagnosis.Elapsed),
+			Status:        answeredStatus(&e),
+			Phase:         e.Phase.String(),
+			Aborted:       e.Aborted,
+			Diagnosis:     string(buf),
+			Hint:          e.Diagnosis.Cause.Hint(),
 		})
 	}
 	for _, sc := range h.s.Traffic.Statuses() {
@@ -182,6 +313,66 @@ func (h *handler) report() Status {
 	}
 	return st
 }
+
+// history builds the History part of the report as of now.
+func (h *handler) history(now time.Time) History {
+	th := h.s.Traffic.History(now)
+	ch := h.s.Journal.History(now)
+	hist := History{
+		LastMinute: window(th.LastMinute, ch.LastMinute, h.s.Started, now),
+		LastHour:   window(th.LastHour, ch.LastHour, h.s.Started, now),
+		Minutes:    make([]Minute, len(th.Minutes)),
+	}
+	for i := range th.Minutes {
+		hist.Minutes[i] = Minute{
+			Start:    th.LastHour.From.Add(time.Duration(i) * time.Minute).UTC(),
+			Requests: th.Minutes[i],
+			Causes:   causeMap(&ch.Minutes[i]),
+		}
+	}
+	return hist
+}
+
+func window(tw diag.TrafficWindow, cw diag.CauseWindow, started, now time.Time) Window {
+	from := tw.From
+	if started.After(from) {
+		from = started
+	}
+	w := Window{
+		From:     tw.From.UTC(),
+		Seconds:  max(now.Sub(from).Seconds(), 0),
+		Requests: tw.Latency.Total(),
+		Failures: cw.Counts.Failures(),
+		App5xx:   cw.Counts.Of(diag.UpstreamStatus),
+		Causes:   causeMap(&cw.Counts),
+	}
+	if w.Seconds > 0 {
+		w.PerSecond = float64(w.Requests) / w.Seconds
+	}
+	if d, ok := tw.Latency.Quantile(0.5); ok {
+		v := ms(d)
+		w.P50MS = &v
+	}
+	if d, ok := tw.Latency.Quantile(0.99); ok {
+		v := ms(d)
+		w.P99MS = &v
+	}
+	return w
+}
+
+// causeMap returns the non-zero counts of cc by cause token.
+func causeMap(cc *diag.CauseCounts) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, c := range diag.Causes() {
+		if n := cc.Of(c); n > 0 {
+			m[c.String()] = n
+		}
+	}
+	return m
+}
+
+// ms returns d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // answeredStatus is the status the client got for e.
 func answeredStatus(e *diag.Entry) int {
@@ -196,7 +387,7 @@ func answeredStatus(e *diag.Entry) int {
 
 func healthStatus(c *health.Checker) HealthStatus {
 	if c == nil {
-		return HealthStatus{State: "off"}
+		return HealthStatus{State: "off", Probes: []ProbeStatus{}, Flips: []FlipStatus{}}
 	}
 	snap := c.Snapshot()
 	hs := HealthStatus{
@@ -206,33 +397,54 @@ func healthStatus(c *health.Checker) HealthStatus {
 		Rise:        snap.Rise,
 		Fall:        snap.Fall,
 		NextProbe:   utc(snap.NextProbe),
+		Probes:      []ProbeStatus{},
+		Flips:       []FlipStatus{},
+	}
+	for _, p := range c.Probes() {
+		hs.Probes = append(hs.Probes, probeStatus(&p))
+	}
+	for _, f := range c.Flips() {
+		fs := FlipStatus{At: f.At.UTC(), From: f.From.String(), To: f.To.String()}
+		if f.To == health.Down {
+			fs.Cause = f.Cause.String()
+		}
+		hs.Flips = append(hs.Flips, fs)
 	}
 	if snap.LastCause != diag.None {
 		hs.LastCause = snap.LastCause.String()
 	}
 	if p := snap.LastProbe; !p.At.IsZero() {
-		hs.LastProbe = &ProbeStatus{
-			At:        p.At.UTC(),
-			OK:        p.OK,
-			LatencyMS: float64(p.Latency) / float64(time.Millisecond),
-			Status:    p.Status,
-		}
-		if !p.OK {
-			hs.LastProbe.Cause = p.Cause.String()
-		}
+		ps := probeStatus(&p)
+		hs.LastProbe = &ps
 	}
 	return hs
 }
 
+func probeStatus(p *health.ProbeResult) ProbeStatus {
+	ps := ProbeStatus{At: p.At.UTC(), OK: p.OK, LatencyMS: ms(p.Latency), Status: p.Status}
+	if !p.OK {
+		ps.Cause = p.Cause.String()
+	}
+	return ps
+}
+
 func breakerStatus(b *health.Breaker) BreakerStatus {
 	if b == nil {
-		return BreakerStatus{State: "off"}
+		return BreakerStatus{State: "off", Transitions: []TransitionStatus{}}
 	}
 	st := b.State()
 	bs := BreakerStatus{
 		State:               st.State,
 		ConsecutiveFailures: st.ConsecutiveFailures,
 		NextTry:             utc(st.NextTry),
+		Transitions:         []TransitionStatus{},
+	}
+	for _, tr := range b.Transitions() {
+		ts := TransitionStatus{At: tr.At.UTC(), From: tr.From, To: tr.To}
+		if tr.To == "open" {
+			ts.Cause = tr.Cause.String()
+		}
+		bs.Transitions = append(bs.Transitions, ts)
 	}
 	if st.TrippedBy != diag.None {
 		bs.TrippedBy = st.TrippedBy.String()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -32,19 +33,19 @@ func TestStatus(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	journal := new(diag.Journal)
 	journal.Record(t0, &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
-		Elapsed: 3 * time.Millisecond, Upstream: "127.0.0.1:8000"}, diag.PhaseConnect, false)
+		Elapsed: 3 * time.Millisecond, Upstream: "127.0.0.1:8000"}, diag.PhaseConnect, false, []byte("POST"), []byte("/login?next=/admin"))
 	journal.Record(t0.Add(time.Second), &diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: 503},
-		diag.PhaseHeader, false)
+		diag.PhaseHeader, false, nil, nil)
 	journal.Record(t0.Add(2*time.Second), &diag.Diagnosis{Cause: diag.ConnectionRefused, Errno: syscall.ECONNREFUSED,
-		Elapsed: 1 * time.Millisecond}, diag.PhaseConnect, false)
+		Elapsed: 1 * time.Millisecond}, diag.PhaseConnect, false, nil, nil)
 	journal.Record(t0.Add(3*time.Second), &diag.Diagnosis{Cause: diag.HTTPResponseIncomplete,
-		Elapsed: 20 * time.Millisecond}, diag.PhaseBody, true)
+		Elapsed: 20 * time.Millisecond}, diag.PhaseBody, true, nil, nil)
 
 	traffic := new(diag.Traffic)
-	traffic.Done(200, time.Millisecond)
-	traffic.Done(200, time.Millisecond)
-	traffic.Done(502, time.Millisecond)
-	traffic.Done(503, time.Millisecond)
+	traffic.Done(200, time.Millisecond, time.Now())
+	traffic.Done(200, time.Millisecond, time.Now())
+	traffic.Done(502, time.Millisecond, time.Now())
+	traffic.Done(503, time.Millisecond, time.Now())
 	traffic.Retried()
 	traffic.Aborted()
 	traffic.ConnOpened()
@@ -96,13 +97,16 @@ func TestStatus(t *testing.T) {
 
 	// recent, newest first
 	wantRecent := []RecentDiagnosis{
-		{At: t0.Add(3 * time.Second), Cause: "http_response_incomplete", Status: 0, Phase: "response body", Aborted: true,
+		{Seq: 4, At: t0.Add(3 * time.Second), Cause: "http_response_incomplete", ElapsedMS: 20, Status: 0,
+			Phase: "response body", Aborted: true,
 			Diagnosis: "http_response_incomplete;elapsed-ms=20", Hint: diag.HTTPResponseIncomplete.Hint()},
-		{At: t0.Add(2 * time.Second), Cause: "connection_refused", Status: 502, Phase: "connect",
+		{Seq: 3, At: t0.Add(2 * time.Second), Cause: "connection_refused", Errno: "ECONNREFUSED", ElapsedMS: 1, Status: 502,
+			Phase:     "connect",
 			Diagnosis: "connection_refused;errno=ECONNREFUSED;elapsed-ms=1", Hint: diag.ConnectionRefused.Hint()},
-		{At: t0.Add(time.Second), Cause: "upstream_status", Status: 503, Phase: "response header",
+		{Seq: 2, At: t0.Add(time.Second), Cause: "upstream_status", Status: 503, Phase: "response header",
 			Diagnosis: "upstream_status;received-status=503", Hint: diag.UpstreamStatus.Hint()},
-		{At: t0, Cause: "connection_refused", Status: 502, Phase: "connect",
+		{Seq: 1, At: t0, Method: "POST", Path: "/login", Cause: "connection_refused", Errno: "ECONNREFUSED", ElapsedMS: 3,
+			Status: 502, Phase: "connect",
 			Diagnosis: "connection_refused;errno=ECONNREFUSED;elapsed-ms=3", Hint: diag.ConnectionRefused.Hint()},
 	}
 	if len(st.Recent) != len(wantRecent) {
@@ -173,7 +177,7 @@ func TestStatusRecentKeepsNewest50(t *testing.T) {
 	journal := new(diag.Journal)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range 60 {
-		journal.Record(t0.Add(time.Duration(i)*time.Second), &diag.Diagnosis{Cause: diag.ConnectionTerminated}, diag.PhaseHeader, false)
+		journal.Record(t0.Add(time.Duration(i)*time.Second), &diag.Diagnosis{Cause: diag.ConnectionTerminated}, diag.PhaseHeader, false, nil, nil)
 	}
 	st, _ := getStatus(t, NewHandler(Settings{Journal: journal}))
 	if len(st.Recent) != diag.JournalSize {
@@ -185,5 +189,103 @@ func TestStatusRecentKeepsNewest50(t *testing.T) {
 	}
 	if len(st.Causes) != 1 || st.Causes[0].Count != 60 {
 		t.Fatalf("causes %+v, want connection_terminated × 60", st.Causes)
+	}
+}
+
+// /status carries the last minute and hour, per minute, with the app's 5xx
+// apart from upmedic's own failures. synctest's clock starts at
+// 2000-01-01T00:00:00Z and moves only when the test sleeps.
+func TestStatusHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		journal, traffic := new(diag.Journal), new(diag.Traffic)
+		h := NewHandler(Settings{Journal: journal, Traffic: traffic, Started: start, Logger: quiet(),
+			Breaker: health.NewBreaker(health.BreakerSettings{Failures: 1, OpenFor: time.Minute, Logger: quiet()})})
+		answer := func(status int, d time.Duration, cause diag.Cause) {
+			now := time.Now()
+			traffic.Done(status, d, now)
+			if cause != diag.None {
+				journal.Record(now, &diag.Diagnosis{Cause: cause, ReceivedStatus: status}, diag.PhaseConnect, false,
+					[]byte("GET"), []byte("/x?y"))
+			}
+		}
+		for range 90 {
+			answer(200, 2*time.Millisecond, diag.None)
+		}
+		answer(500, 40*time.Millisecond, diag.UpstreamStatus)
+		time.Sleep(5 * time.Minute)
+		for range 9 {
+			answer(200, 2*time.Millisecond, diag.None)
+		}
+		answer(502, time.Millisecond, diag.ConnectionRefused)
+		answer(502, time.Millisecond, diag.ConnectionRefused)
+		time.Sleep(30 * time.Second)
+
+		st, _ := getStatus(t, h)
+		if !st.Time.Equal(start.Add(5*time.Minute+30*time.Second)) || !st.Started.Equal(start) {
+			t.Errorf("time %v started %v", st.Time, st.Started)
+		}
+		lm, lh := st.History.LastMinute, st.History.LastHour
+		if lm.Requests != 11 || lm.Failures != 2 || lm.App5xx != 0 || lm.Causes["connection_refused"] != 2 ||
+			lm.Seconds != 59 || lm.PerSecond != 11.0/59 {
+			t.Errorf("last minute %+v", lm)
+		}
+		// upmedic is 5m30s old: the hour is rated over that.
+		if lh.Requests != 102 || lh.Failures != 2 || lh.App5xx != 1 || lh.Seconds != 330 ||
+			lh.PerSecond != 102.0/330 || len(lh.Causes) != 2 {
+			t.Errorf("last hour %+v", lh)
+		}
+		// 102 answers: two of 1 ms, 99 of 2 ms, one of 40 ms: the 51st and
+		// the 101st are 2 ms. The last minute's p99 (11 answers) is 2 ms too,
+		// its p50 the 6th: 2 ms.
+		for _, q := range []*float64{lh.P50MS, lh.P99MS, lm.P50MS} {
+			if q == nil || *q < 1.76 || *q > 2.24 {
+				t.Errorf("a quantile is %v, want 2 ms ± 12%%", q)
+			}
+		}
+		if len(st.History.Minutes) != 60 {
+			t.Fatalf("%d minutes, want 60", len(st.History.Minutes))
+		}
+		cur, five := st.History.Minutes[59], st.History.Minutes[54]
+		if !cur.Start.Equal(start.Add(5*time.Minute)) || cur.Requests != 11 || cur.Causes["connection_refused"] != 2 {
+			t.Errorf("current minute %+v", cur)
+		}
+		if !five.Start.Equal(start) || five.Requests != 91 || five.Causes["upstream_status"] != 1 || len(five.Causes) != 1 {
+			t.Errorf("first minute %+v", five)
+		}
+		if st.Recent[0].Method != "GET" || st.Recent[0].Path != "/x" {
+			t.Errorf("recent[0] %+v", st.Recent[0])
+		}
+	})
+}
+
+// Nothing counted: windows of zero, null quantiles, empty cause maps.
+func TestStatusHistoryEmpty(t *testing.T) {
+	_, raw := getStatus(t, NewHandler(Settings{}))
+	for _, want := range []string{`"p50_ms": null`, `"p99_ms": null`, `"causes": {}`, `"probes": []`,
+		`"flips": []`, `"transitions": []`, `"config": []`} {
+		if !strings.Contains(raw, want) {
+			t.Errorf("/status lacks %s", want)
+		}
+	}
+}
+
+func TestStatusProbesAndTransitions(t *testing.T) {
+	b := openBreaker(t, time.Hour)
+	st, _ := getStatus(t, NewHandler(Settings{Checker: downChecker(t), Breaker: b, Logger: quiet(),
+		Config: []ConfigValue{{"UPMEDIC_HOLD", "0s"}}}))
+	hs := st.Health
+	if len(hs.Probes) != 1 || hs.Probes[0].OK || hs.Probes[0].Cause != "connection_refused" || *hs.LastProbe != hs.Probes[0] {
+		t.Errorf("probes %+v, last %+v", hs.Probes, hs.LastProbe)
+	}
+	if len(hs.Flips) != 1 || hs.Flips[0] != (FlipStatus{At: hs.Probes[0].At, From: "unknown", To: "down", Cause: "connection_refused"}) {
+		t.Errorf("flips %+v", hs.Flips)
+	}
+	tr := st.Breaker.Transitions
+	if len(tr) != 1 || tr[0].From != "closed" || tr[0].To != "open" || tr[0].Cause != "connection_refused" {
+		t.Errorf("transitions %+v", tr)
+	}
+	if len(st.Config) != 1 || st.Config[0] != (ConfigValue{"UPMEDIC_HOLD", "0s"}) {
+		t.Errorf("config %+v", st.Config)
 	}
 }

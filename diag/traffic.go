@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// Traffic counts proxied requests by status and times them. Its zero value is
-// ready to use; it is safe for concurrent use and must not be copied. Its
-// methods allocate nothing, so the proxy can call them on every request.
+// Traffic counts proxied requests by status and times them, since start and
+// over the last minute and hour. Its zero value is ready to use; it is safe
+// for concurrent use and must not be copied. Its counting methods allocate
+// nothing and take no lock, so the proxy can call them on every request. Its
+// memory is fixed: about 100 KB, whatever the traffic.
 type Traffic struct {
 	byStatus  [600]atomic.Uint64
 	latency   Histogram
@@ -18,13 +20,19 @@ type Traffic struct {
 	retries   atomic.Uint64
 	aborted   atomic.Uint64
 
+	// fine counts every answered request by duration in the fine latency
+	// buckets, since start; secs and mins snapshot it (see ring).
+	fine [latencyBuckets]atomic.Uint64
+	secs ring[[latencyBuckets]atomic.Uint64]
+	mins ring[[latencyBuckets]atomic.Uint64]
+
 	rejectMu sync.Mutex        // guards rejected
 	rejected map[string]uint64 // requests upmedic refused, by the rule they broke
 }
 
-// Done counts one answered request with status code and its duration. A nil
-// Traffic counts nothing.
-func (t *Traffic) Done(status int, d time.Duration) {
+// Done counts one request answered at time at with status code, which took
+// d. A nil Traffic counts nothing.
+func (t *Traffic) Done(status int, d time.Duration, at time.Time) {
 	if t == nil {
 		return
 	}
@@ -33,6 +41,53 @@ func (t *Traffic) Done(status int, d time.Duration) {
 	}
 	t.byStatus[status].Add(1)
 	t.latency.Observe(d)
+	t.secs.tick(secondOf(at), &t.fine)
+	t.mins.tick(minuteOf(at), &t.fine)
+	t.fine[latencyBucket(d)].Add(1)
+}
+
+// TrafficWindow is what a Traffic counted from From until the time asked.
+type TrafficWindow struct {
+	// From is when the window begins: a whole second or minute.
+	From time.Time
+	// Latency counts the requests answered in the window by duration; its
+	// Total is their number.
+	Latency LatencyCounts
+}
+
+// TrafficHistory is what a Traffic counted over the last minute and the
+// last hour, in whole units: the last minute is the 59 seconds before the
+// current one and the current one so far, the last hour likewise in
+// minutes.
+type TrafficHistory struct {
+	LastMinute TrafficWindow
+	LastHour   TrafficWindow
+	// Minutes counts the requests answered in each minute of LastHour,
+	// oldest first: Minutes[i] began i minutes after LastHour.From, and the
+	// last is the current minute so far.
+	Minutes [ringUnits]uint64
+}
+
+// History returns what was counted over the last minute and hour before
+// now. It allocates; it is for the admin API, not the hot path.
+func (t *Traffic) History(now time.Time) TrafficHistory {
+	sec, minute := secondOf(now), minuteOf(now)
+	t.secs.tick(sec, &t.fine)
+	t.mins.tick(minute, &t.fine)
+	sb := t.secs.bounds(sec, &t.fine)
+	mb := t.mins.bounds(minute, &t.fine)
+	h := TrafficHistory{
+		LastMinute: TrafficWindow{From: unitStart(sec-ringUnits+1, time.Second)},
+		LastHour:   TrafficWindow{From: unitStart(minute-ringUnits+1, time.Minute)},
+	}
+	for k := range latencyBuckets {
+		h.LastMinute.Latency.add(k, sb[ringUnits][k]-sb[0][k])
+		h.LastHour.Latency.add(k, mb[ringUnits][k]-mb[0][k])
+		for j := range ringUnits {
+			h.Minutes[j] += mb[j+1][k] - mb[j][k]
+		}
+	}
+	return h
 }
 
 // ConnOpened and ConnClosed track the number of open upstream connections.

@@ -228,7 +228,7 @@ func parseDockerfile(path string) (*dockerfile, error) {
 
 // tools are the real programs the suite drives, found on this machine.
 type tools struct {
-	nginx, gunicorn, phpFPM, node, buildah, systemdAnalyze string
+	nginx, gunicorn, phpFPM, node, buildah, systemdAnalyze, chromium string
 }
 
 // lookTools finds the programs once (internal/peers lists them, with what
@@ -243,11 +243,12 @@ func lookTools() tools {
 			node:           peers.Get("node").Find(),
 			buildah:        peers.Get("buildah").Find(),
 			systemdAnalyze: peers.Get("systemd-analyze").Find(),
+			chromium:       peers.Get("chromium").Find(),
 		}
 		var b strings.Builder
 		for _, kv := range [][2]string{
 			{"nginx", found.nginx}, {"gunicorn", found.gunicorn}, {"php-fpm", found.phpFPM},
-			{"node", found.node}, {"buildah", found.buildah}, {"systemd-analyze", found.systemdAnalyze},
+			{"node", found.node}, {"buildah", found.buildah}, {"systemd-analyze", found.systemdAnalyze}, {"chromium", found.chromium},
 		} {
 			v := kv[1]
 			if v == "" {

@@ -41,6 +41,8 @@ type Breaker struct {
 	trippedBy   atomic.Uint32 // diag.Cause that last opened the breaker
 	openedAt    atomic.Int64  // unix nanoseconds of the last opening
 	state       atomic.Int32  // mirror of the gobreaker state as of the last change
+
+	transitions *history[Transition] // the last TransitionHistory state changes
 }
 
 // NewBreaker returns a closed Breaker configured by s.
@@ -54,7 +56,7 @@ func NewBreaker(s BreakerSettings) *Breaker {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
-	b := &Breaker{openFor: s.OpenFor, log: s.Logger}
+	b := &Breaker{openFor: s.OpenFor, log: s.Logger, transitions: newHistory[Transition](TransitionHistory)}
 	failures := s.Failures
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:    "upstream",
@@ -72,11 +74,15 @@ func NewBreaker(s BreakerSettings) *Breaker {
 
 func (b *Breaker) onStateChange(_ string, from, to gobreaker.State) {
 	b.state.Store(int32(to))
+	now := time.Now()
+	tr := Transition{At: now, From: from.String(), To: to.String()}
 	if to == gobreaker.StateOpen {
-		b.openedAt.Store(time.Now().UnixNano())
+		b.openedAt.Store(now.UnixNano())
 		// Closed -> open, or a failed half-open trial re-opening it.
 		b.trippedBy.Store(b.lastFailure.Load())
+		tr.Cause = diag.Cause(b.lastFailure.Load())
 	}
+	b.transitions.add(tr)
 	b.log.Warn("circuit breaker "+to.String(), "from", from.String(),
 		"tripped_by", diag.Cause(b.trippedBy.Load()).String())
 }

@@ -165,6 +165,9 @@ type Checker struct {
 	failures  int
 	lastError string
 	upCh      chan struct{} // closed on the next flip to Up; nil until WaitUp asks
+
+	probes *history[ProbeResult] // the last ProbeHistory probes
+	flips  *history[Flip]        // the last FlipHistory state changes
 }
 
 // NewChecker returns an Unknown Checker configured by s. It probes nothing
@@ -206,6 +209,8 @@ func NewChecker(s Settings) *Checker {
 		log:      s.Logger,
 		dialer:   net.Dialer{Timeout: s.Timeout},
 		upNow:    make(chan struct{}),
+		probes:   newHistory[ProbeResult](ProbeHistory),
+		flips:    newHistory[Flip](FlipHistory),
 	}
 	close(c.upNow)
 	if s.Path != "" {
@@ -307,6 +312,7 @@ func (c *Checker) record(res ProbeResult, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.last = res
+	c.probes.add(res)
 	if res.OK {
 		c.successes++
 		c.failures = 0
@@ -335,6 +341,7 @@ func (c *Checker) flip(to State, res ProbeResult) {
 		return
 	}
 	c.since = res.At
+	c.flips.add(Flip{At: res.At, From: from, To: to, Cause: res.Cause})
 	switch to {
 	case Up:
 		if c.upCh != nil {

@@ -41,14 +41,14 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 		}
 	}
 	x.d.Elapsed = time.Since(x.start)
-	p.journal.Record(time.Now(), &x.d, phase, false)
+	p.journal.Record(time.Now(), &x.d, phase, false, x.ctx.Method(), x.ctx.Request.Header.RequestURI())
 	p.logFailure(&x.d, phase, err, false, x.ctx)
 	return cause
 }
 
 // recordAbort records a failure in a streamed body, after the status went
-// downstream.
-func (p *Proxy) recordAbort(c *conn, start time.Time, err error) {
+// downstream, for the request req.
+func (p *Proxy) recordAbort(c *conn, start time.Time, err error, req *diag.RequestLine) {
 	d := diag.Diagnosis{
 		Cause:    diag.ClassifyIn(diag.PhaseBody, err),
 		Errno:    diag.Errno(err),
@@ -56,7 +56,8 @@ func (p *Proxy) recordAbort(c *conn, start time.Time, err error) {
 		Upstream: p.display,
 	}
 	p.traffic.Aborted()
-	p.journal.Record(time.Now(), &d, diag.PhaseBody, true)
+	method, path := req.Bytes()
+	p.journal.Record(time.Now(), &d, diag.PhaseBody, true, method, path)
 	p.logFailure(&d, diag.PhaseBody, err, true, nil)
 }
 

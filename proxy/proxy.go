@@ -295,19 +295,21 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	default:
 		cause = x.run()
 	}
-	switch {
-	case cause.IsFailure():
+	if cause.IsFailure() {
 		x.d.Elapsed = time.Since(x.start)
 		if cause == diag.UpstreamUnhealthy || cause == diag.BreakerOpen {
-			p.journal.Record(x.start, &x.d, diag.PhaseConnect, false)
+			p.journal.Record(x.start, &x.d, diag.PhaseConnect, false, ctx.Method(), ctx.Request.Header.RequestURI())
 		}
 		p.answer(x)
-	case cause == diag.UpstreamStatus:
+	}
+	end := time.Now()
+	if cause == diag.UpstreamStatus {
 		// The app's own 5xx: counted and kept like every diagnosis, though
 		// the breaker took it for a success (the app answered).
-		p.journal.Record(x.start, &x.d, diag.PhaseHeader, false)
+		x.d.Elapsed = end.Sub(x.start)
+		p.journal.Record(end, &x.d, diag.PhaseHeader, false, ctx.Method(), ctx.Request.Header.RequestURI())
 	}
-	p.traffic.Done(ctx.Response.StatusCode(), time.Since(x.start))
+	p.traffic.Done(ctx.Response.StatusCode(), end.Sub(x.start), end)
 
 	x.ctx, x.clientBody, x.limited, x.upgrade = nil, clientBody{}, io.LimitedReader{}, x.upgrade[:0]
 	x.bodyBuffered = false
@@ -561,6 +563,7 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	}
 	s := bodyStreamPool.Get().(*bodyStream)
 	*s = bodyStream{p: p, c: c, start: x.start, reusable: reusable, remaining: r.ContentLength, head: s.head}
+	s.req.Set(ctx.Method(), ctx.Request.Header.RequestURI())
 	cl := -1
 	switch r.Framing {
 	case h1.Length:

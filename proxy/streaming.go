@@ -41,8 +41,9 @@ type bodyStream struct {
 	reusable  bool  // the connection may be reused once the body is complete
 	done      bool
 	err       error
-	head      []byte     // closeDelimited: the response head it writes
-	front     *frontConn // closeDelimited: the client's connection, to reset
+	head      []byte           // closeDelimited: the response head it writes
+	front     *frontConn       // closeDelimited: the client's connection, to reset
+	req       diag.RequestLine // the request, for the journal if the body fails
 }
 
 var bodyStreamPool = sync.Pool{New: func() any { return new(bodyStream) }}
@@ -200,7 +201,7 @@ func (s *bodyStream) fail(err error) error {
 		err = io.ErrUnexpectedEOF
 	}
 	s.err = err
-	s.p.recordAbort(s.c, s.start, err)
+	s.p.recordAbort(s.c, s.start, err, &s.req)
 	return err
 }
 

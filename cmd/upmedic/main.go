@@ -98,6 +98,7 @@ func serve(environ []string, stderr io.Writer) int {
 // serveConfig runs the proxy, the health checker and the admin API until ctx
 // ends. ready, when not nil, gets the listeners' addresses once they listen.
 func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<- [2]string) error {
+	started := time.Now()
 	journal := new(diag.Journal)
 	traffic := new(diag.Traffic)
 	ps := proxy.Settings{
@@ -155,6 +156,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			Handler: admin.NewHandler(admin.Settings{
 				Upstream: cfg.upstream.String(), Journal: journal, Traffic: traffic,
 				Checker: checker, Breaker: breaker, Logger: log, Version: version,
+				Started: started, Config: configInEffect(cfg),
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
