@@ -213,6 +213,12 @@ type RequestCounts struct {
 	Aborts uint64 `json:"aborts"`
 	// OpenUpstreamConns is the number of open upstream connections now.
 	OpenUpstreamConns int64 `json:"open_upstream_conns"`
+	// ClientBodies is how many of them carry a request body the client is
+	// still sending (a full pool held by slow uploads says so here).
+	ClientBodies int64 `json:"client_bodies"`
+	// Rejected counts the requests upmedic refused, by the rule they broke
+	// (README, "What upmedic rejects"); {} when none.
+	Rejected map[string]uint64 `json:"rejected"`
 }
 
 // History is the recent-history part of Status.
@@ -281,10 +287,15 @@ func (h *handler) report(now time.Time) Status {
 			Retries:           h.s.Traffic.Retries(),
 			Aborts:            h.s.Traffic.Aborts(),
 			OpenUpstreamConns: h.s.Traffic.OpenConns(),
+			ClientBodies:      h.s.Traffic.ClientBodies(),
+			Rejected:          map[string]uint64{},
 		},
 		History: h.history(now),
 	}
 	st.Config = append(st.Config, h.s.Config...)
+	for rule, n := range h.s.Traffic.Rejections() {
+		st.Requests.Rejected[rule] = n
+	}
 	for _, cc := range h.s.Journal.Counts() {
 		st.Causes = append(st.Causes, CauseCount{Cause: cc.Cause.String(), Count: cc.Count,
 			FirstSeen: cc.First.UTC(), LastSeen: cc.Last.UTC(), Hint: cc.Cause.Hint()})
@@ -305,7 +316,7 @@ func (h *handler) report(now time.Time) Status {
 			Phase:         e.Phase.String(),
 			Aborted:       e.Aborted,
 			Diagnosis:     string(buf),
-			Hint:          e.Diagnosis.Cause.Hint(),
+			Hint:          e.Diagnosis.Hint(),
 		})
 	}
 	for _, sc := range h.s.Traffic.Statuses() {

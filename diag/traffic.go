@@ -26,6 +26,8 @@ type Traffic struct {
 	secs ring[[latencyBuckets]atomic.Uint64]
 	mins ring[[latencyBuckets]atomic.Uint64]
 
+	clientBodies atomic.Int64 // upstream connections carrying a body the client still sends
+
 	rejectMu sync.Mutex        // guards rejected
 	rejected map[string]uint64 // requests upmedic refused, by the rule they broke
 }
@@ -128,6 +130,18 @@ func (t *Traffic) Aborted() {
 		t.aborted.Add(1)
 	}
 }
+
+// ClientBody adds n (negative: removes) to the upstream connections busy
+// sending a request body the client is still streaming.
+func (t *Traffic) ClientBody(n int) {
+	if t != nil {
+		t.clientBodies.Add(int64(n))
+	}
+}
+
+// ClientBodies returns the upstream connections busy sending a request body
+// the client is still streaming.
+func (t *Traffic) ClientBodies() int64 { return t.clientBodies.Load() }
 
 // Rejected counts one request refused for breaking rule (a short token such
 // as "bare-lf" or "client-body-timeout"). It is off the hot path: it takes a

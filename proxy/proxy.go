@@ -661,7 +661,11 @@ func (p *Proxy) writeRequest(x *exchange, req *fasthttp.Request, w *bufio.Writer
 		// A streamed body holds this upstream connection for as long as the
 		// client takes: counted, so a full pool can say who holds it.
 		p.pool.bodies.Add(1)
-		defer p.pool.bodies.Add(-1)
+		p.traffic.ClientBody(1)
+		defer func() {
+			p.pool.bodies.Add(-1)
+			p.traffic.ClientBody(-1)
+		}()
 		x.clientBody = clientBody{r: bs}
 		if cl > 0 {
 			x.limited = io.LimitedReader{R: &x.clientBody, N: int64(cl)}

@@ -18,9 +18,11 @@ func init() {
 		tchar[c] = alnum || c < 128 && contains("!#$%&'*+-.^_`|~", byte(c))
 		fieldVChar[c] = 0x21 <= c && c <= 0x7e || c >= 0x80
 		// RFC 3986 unreserved, sub-delims, ":", "@", "/", "?" and "%" (checked
-		// apart); HAProxy's default set, which leaves out the bytes RFC 3986
-		// excludes: " < > \ ^ ` { | } and everything outside visible ASCII.
-		targetChar[c] = alnum || c < 128 && contains("-._~!$&'()*+,;=:@/?%", byte(c))
+		// apart), and the bytes browsers send raw in a query although RFC
+		// 3986 excludes them: { } | ^ ` \. Not " < > (browsers always
+		// encode them), "#" (a fragment is never sent), controls, space,
+		// DEL or anything outside ASCII (whose charset nobody can know).
+		targetChar[c] = alnum || c < 128 && contains("-._~!$&'()*+,;=:@/?%{}|^`\\", byte(c))
 		regNameChar[c] = alnum || c < 128 && contains("-._~!$&'()*+,;=%[]:", byte(c))
 	}
 	for c := '0'; c <= '9'; c++ {

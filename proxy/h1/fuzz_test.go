@@ -124,8 +124,11 @@ func FuzzResponseParse(f *testing.F) {
 		if resp.StatusCode != r.Status {
 			t.Fatalf("status %d, net/http %d", r.Status, resp.StatusCode)
 		}
+		if head || r.Status == 204 || r.Status == 304 {
+			return // no body, whatever the framing fields say
+		}
 		chunked := len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked"
-		if (r.Framing == Chunked) != chunked && !head {
+		if (r.Framing == Chunked) != chunked {
 			t.Fatalf("framing %d, net/http TE %v", r.Framing, resp.TransferEncoding)
 		}
 		if r.Framing == Length && resp.ContentLength != r.ContentLength {

@@ -175,8 +175,8 @@ func (s *RequestScanner) lines(b []byte, limit int, tooLarge error, handle func(
 			if j >= 0 {
 				end = i + j
 			}
-			if k := s.badMethodByte(b[i:end]); k >= 0 {
-				return i + k, ErrMethod
+			if k, err := s.badMethodByte(b[i:end]); err != nil {
+				return i + k, err
 			}
 		}
 		if j < 0 {
@@ -209,24 +209,37 @@ func (s *RequestScanner) lines(b []byte, limit int, tooLarge error, handle func(
 	return i, nil
 }
 
-// badMethodByte returns the offset in rest, the bytes of a request line
-// that has not ended yet, of a byte that cannot belong to its method, or -1.
-func (s *RequestScanner) badMethodByte(rest []byte) int {
+// badMethodByte checks rest, the next bytes of a request line that has not
+// ended yet, and returns the offset of the first byte that cannot belong to
+// it with the rule it breaks, or -1: a method byte that is not a tchar, or
+// a byte after a CR that begins the line (an empty line is CRLF only).
+func (s *RequestScanner) badMethodByte(rest []byte) (int, error) {
 	done := s.lineLen() // bytes of the line kept from earlier calls
-	if s.line != nil && bytes.IndexByte(*s.line, ' ') >= 0 {
-		return -1 // the method is complete
-	}
-	for k, c := range rest {
-		switch {
-		case c == ' ' && done+k > 0:
-			return -1
-		case c == '\r' && done+k == 0:
-			return -1 // an empty line, or a CR the line end checks
-		case !tchar[c]:
-			return k
+	var first byte
+	if done > 0 {
+		first = (*s.line)[0]
+		if first != '\r' && bytes.IndexByte(*s.line, ' ') >= 0 {
+			return -1, nil // the method is complete
 		}
 	}
-	return -1
+	for k, c := range rest {
+		pos := done + k
+		switch {
+		case pos == 0:
+			first = c
+			if c == '\r' {
+				continue // an empty line, if LF follows
+			}
+		case first == '\r':
+			return k, ErrBareCR // LF would have ended the line
+		case c == ' ':
+			return -1, nil
+		}
+		if !tchar[c] {
+			return k, ErrMethod
+		}
+	}
+	return -1, nil
 }
 
 func (s *RequestScanner) lineLen() int {

@@ -56,6 +56,7 @@ func TestRequestScannerAccepts(t *testing.T) {
 		{"obs-text value", "GET / HTTP/1.1\r\n" + host + "X: caf\xc3\xa9\r\n\r\n", Idle, NoBody, 0},
 		{"upgrade pauses", "GET /ws HTTP/1.1\r\n" + host + "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\nFRAME", Paused, NoBody, 0},
 		{"upgrade in 1.0 ignored", "GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", Idle, NoBody, 0},
+		{"braces and bars in a query", "GET /q?f={a|b}&x=^`\\ HTTP/1.1\r\n" + host + "\r\n", Idle, NoBody, 0},
 		{"percent-encoded target", "GET /a%2Fb%20c?q=%41 HTTP/1.1\r\n" + host + "\r\n", Idle, NoBody, 0},
 	}
 	for _, tt := range tests {

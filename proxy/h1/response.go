@@ -126,6 +126,12 @@ func (r *Response) Parse(b []byte, head bool) (int, error) {
 		return 0, ErrTransferCoding
 	case teSeen && clSeen:
 		return 0, ErrCLAndTE
+	case r.Status < 200 && teSeen:
+		// An interim response has no body (RFC 9110 section 15.2): framing
+		// on one says the sender frames something upmedic cannot see.
+		return 0, ErrTransferCoding
+	case r.Status < 200 && clSeen:
+		return 0, ErrContentLength
 	}
 	switch {
 	case head || r.Status < 200 || r.Status == 204 || r.Status == 304:

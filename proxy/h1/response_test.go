@@ -85,6 +85,8 @@ func TestResponseParseRejects(t *testing.T) {
 		{"TE in 1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", ErrTransferCoding},
 		{"connection lists CL", "HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 1\r\n\r\n", ErrConnection},
 		{"disguised TE", "HTTP/1.1 200 OK\r\nTransfer_Encoding: chunked\r\n\r\n", ErrDisguisedField},
+		{"interim with TE", "HTTP/1.1 100\r\nTrAnsfer-EnCoding:Chunked\r\n\r\n", ErrTransferCoding},
+		{"interim with CL", "HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\n", ErrContentLength},
 		{"leading CRLF", "\r\nHTTP/1.1 200 OK\r\n\r\n", ErrStatusLine},
 	}
 	for _, tt := range tests {
