@@ -138,6 +138,20 @@ func parseDecimal(b []byte) (int64, bool) {
 // (RFC 9110 section 5.6.1), skipping empty elements, and reports whether
 // every element was a token.
 func tokenList(v []byte, fn func(tok []byte)) bool {
+	ok := true
+	listElems(v, func(elem []byte) {
+		if !isToken(elem) {
+			ok = false
+			return
+		}
+		fn(elem)
+	})
+	return ok
+}
+
+// listElems calls fn for each non-empty element of a comma-separated list,
+// without its surrounding whitespace.
+func listElems(v []byte, fn func(elem []byte)) {
 	for len(v) > 0 {
 		elem := v
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -145,13 +159,8 @@ func tokenList(v []byte, fn func(tok []byte)) bool {
 		} else {
 			v = nil
 		}
-		if elem = trimOWS(elem); len(elem) == 0 {
-			continue
+		if elem = trimOWS(elem); len(elem) > 0 {
+			fn(elem)
 		}
-		if !isToken(elem) {
-			return false
-		}
-		fn(elem)
 	}
-	return true
 }

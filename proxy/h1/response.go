@@ -187,19 +187,13 @@ func (r *Response) statusLine(line []byte) error {
 // keepAliveTimeout returns the timeout parameter of a Keep-Alive field
 // value ("timeout=5, max=1000"), or 0.
 func keepAliveTimeout(v []byte) int {
-	for len(v) > 0 {
-		elem := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			elem, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
-		elem = trimOWS(elem)
+	timeout := 0
+	listElems(v, func(elem []byte) {
 		if len(elem) > 8 && equalFold(elem[:8], "timeout=") {
-			if n, ok := parseDecimal(elem[8:]); ok && n < 1<<20 {
-				return int(n)
+			if n, ok := parseDecimal(elem[8:]); ok && n < 1<<20 && timeout == 0 {
+				timeout = int(n)
 			}
 		}
-	}
-	return 0
+	})
+	return timeout
 }
