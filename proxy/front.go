@@ -286,6 +286,7 @@ type frontConn struct {
 	rd          time.Time     // the socket's read deadline as last set
 
 	parking  atomic.Bool // Read ended the loop to park; the next Close parks
+	closed   atomic.Bool // Close ran (and closed the socket or began to linger)
 	first    [1]byte     // the first byte of the request that woke c
 	hasFirst bool
 }
@@ -480,6 +481,9 @@ func (c *frontConn) Close() error {
 	if c.parking.CompareAndSwap(true, false) {
 		c.s.park(c)
 		return nil
+	}
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil // closed already, or lingering
 	}
 	c.releaseKept()
 	if c.scan.State() != h1.Tunnel && c.scan.InRequest() || c.err != nil && !isClientTimeout(c.err) {
