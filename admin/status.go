@@ -5,6 +5,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/proxy"
 )
 
 // Status is the JSON document GET /status answers with. Times are RFC 3339
@@ -27,6 +28,58 @@ type Status struct {
 	Recent []RecentDiagnosis `json:"recent"`
 	// Requests counts the requests upmedic answered.
 	Requests RequestCounts `json:"requests"`
+	// AppTimers is what upmedic learned of the app's own timers.
+	AppTimers AppTimersStatus `json:"app_timers"`
+}
+
+// Timers is what /status asks of the proxy about the app's own timers
+// (*proxy.Proxy).
+type Timers interface {
+	AppTimers() proxy.AppTimers
+}
+
+// AppTimersStatus is the app-timers part of Status.
+type AppTimersStatus struct {
+	// KillTimers are the timers in the app that kill requests at a fixed
+	// age, each revealed by at least three premature closes at that age,
+	// the latest seen first; empty (never null) when none.
+	KillTimers []KillTimerStatus `json:"kill_timers"`
+	// IdleLimit is the upstream's keep-alive idle limit learned from the
+	// idle connections it closed; null until learned.
+	IdleLimit *IdleLimitStatus `json:"idle_limit"`
+	// IdleDeaths counts the idle keep-alive connections the upstream closed
+	// (found closed before reuse, or lost to a keep-alive race).
+	IdleDeaths uint64 `json:"idle_deaths"`
+}
+
+// KillTimerStatus is one kill timer.
+type KillTimerStatus struct {
+	// TimerS is the timer-s value the closes at it carry: AgeMS in whole
+	// seconds, rounded down.
+	TimerS int64 `json:"timer_s"`
+	// AgeMS is the median age of the closes that last matched it, in
+	// milliseconds since the request was sent.
+	AgeMS int64 `json:"age_ms"`
+	// Count is how many closes came at it, the ones that revealed it
+	// included.
+	Count int `json:"count"`
+	// FirstSeen and LastSeen are when the first and the latest came.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// IdleLimitStatus is the learned keep-alive idle limit.
+type IdleLimitStatus struct {
+	// LimitMS is the shortest idle time after which the upstream was seen
+	// to close idle connections, in milliseconds.
+	LimitMS int64 `json:"limit_ms"`
+	// RetireAfterMS is how long a pooled connection may sit idle before
+	// upmedic retires it: the limit less min(1 s, half of it).
+	RetireAfterMS int64 `json:"retire_after_ms"`
+	// Deaths is how many idle deaths showed the limit.
+	Deaths int `json:"deaths"`
+	// LearnedAt is when it was learned.
+	LearnedAt time.Time `json:"learned_at"`
 }
 
 // HealthStatus is the health part of Status.
@@ -174,13 +227,32 @@ func (h *handler) report() Status {
 			Phase:     e.Phase.String(),
 			Aborted:   e.Aborted,
 			Diagnosis: string(buf),
-			Hint:      e.Diagnosis.Cause.Hint(),
+			Hint:      e.Diagnosis.Hint(),
 		})
 	}
 	for _, sc := range h.s.Traffic.Statuses() {
 		st.Requests.ByStatus[sc.Status] = sc.Count
 	}
+	st.AppTimers = appTimersStatus(h.s.Timers)
 	return st
+}
+
+func appTimersStatus(t Timers) AppTimersStatus {
+	s := AppTimersStatus{KillTimers: []KillTimerStatus{}}
+	if t == nil {
+		return s
+	}
+	at := t.AppTimers()
+	for _, k := range at.KillTimers {
+		s.KillTimers = append(s.KillTimers, KillTimerStatus{TimerS: int64(k.Timer / time.Second),
+			AgeMS: k.Median.Milliseconds(), Count: k.Count, FirstSeen: k.First.UTC(), LastSeen: k.Last.UTC()})
+	}
+	s.IdleDeaths = at.IdleLimit.Deaths
+	if l := at.IdleLimit; l.Limit > 0 {
+		s.IdleLimit = &IdleLimitStatus{LimitMS: l.Limit.Milliseconds(), RetireAfterMS: l.RetireAfter.Milliseconds(),
+			Deaths: l.Support, LearnedAt: l.LearnedAt.UTC()}
+	}
+	return s
 }
 
 // answeredStatus is the status the client got for e.
