@@ -123,11 +123,7 @@ func (k *killTimers) report() []KillTimer {
 			out = append(out, c)
 		}
 	}
-	for i := 1; i < len(out); i++ { // insertion sort, latest first: at most killClusterSlots
-		for j := i; j > 0 && out[j].Last.After(out[j-1].Last); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b KillTimer) int { return b.Last.Compare(a.Last) })
 	return out
 }
 
@@ -136,7 +132,7 @@ func (k *killTimers) report() []KillTimer {
 // by the check before reuse (at an idle age no shorter than the limit) or
 // lost to a keep-alive race (at about the limit). When at least timerSupport
 // deaths within timerWindow lie within timerTolerance of the shortest of
-// them, and no connection was found open after a longer idle time in the
+// them, and no connection carried a request after a longer idle time in the
 // current or the previous quarter hour, that shortest idle age is the
 // learned limit. A shorter one learned later replaces it; it is kept
 // otherwise, as connections retired before it no longer show whether the
@@ -147,7 +143,7 @@ type idleLimits struct {
 	// limit is the learned limit in nanoseconds, 0 until learned.
 	limit atomic.Int64
 	// survivors holds, per quarter hour (index%2), the longest idle time
-	// after which a connection was found open: quarter-hour index << 32 |
+	// after which a connection carried a request: quarter-hour index << 32 |
 	// milliseconds.
 	survivors [2]atomic.Uint64
 	// deaths counts every idle death seen.
@@ -163,7 +159,8 @@ type idleLimits struct {
 // quarterHour is the survivors' slot length.
 const quarterHour = 15 * 60 // seconds
 
-// survived notes that a connection was found open after idling for age.
+// survived notes that a connection carried a whole exchange after idling
+// for age: the upstream keeps idle connections at least that long.
 func (l *idleLimits) survived(age time.Duration, now time.Time) {
 	q := uint64(now.Unix() / quarterHour)
 	ms := uint64(min(max(age.Milliseconds(), 0), 1<<32-1))
@@ -179,8 +176,8 @@ func (l *idleLimits) survived(age time.Duration, now time.Time) {
 	}
 }
 
-// longestSurvivor is the longest idle time after which a connection was
-// found open, in the current or the previous quarter hour.
+// longestSurvivor is the longest idle time after which a connection carried
+// a request, in the current or the previous quarter hour.
 func (l *idleLimits) longestSurvivor(now time.Time) time.Duration {
 	q := uint64(now.Unix() / quarterHour)
 	var longest uint64
