@@ -33,7 +33,19 @@ type Diagnosis struct {
 	RetryIn           time.Duration // retry-in-ms, until the next trial or probe
 	ReceivedStatus    int           // received-status, for the Passthrough causes
 	ClientBodies      int           // client-bodies: connections held by clients still sending bodies
-	Upstream          string        // upstream, only with EXPOSE_DETAILS
+	// Timer is the timer-s parameter: a premature close (connection_terminated,
+	// no response byte) came at the age at which earlier ones came too, so a
+	// timer in the app kills requests at about Timer (whole seconds). Zero
+	// means no such timer was seen. ClosedAt is this close's age (since the
+	// request was sent) and TimerPrior how many earlier closes came at it;
+	// Hint says both.
+	Timer      time.Duration
+	ClosedAt   time.Duration
+	TimerPrior int
+	// FastCGI says the upstream speaks FastCGI (PHP-FPM): Hint names
+	// PHP-FPM's settings first.
+	FastCGI  bool
+	Upstream string // upstream, only with EXPOSE_DETAILS
 }
 
 // AppendHeader appends d as the X-Upstream-Diagnosis structured field (RFC
@@ -66,6 +78,9 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	}
 	if d.ClientBodies > 0 {
 		dst = appendIntParam(dst, "client-bodies", int64(d.ClientBodies))
+	}
+	if d.Timer > 0 {
+		dst = appendIntParam(dst, "timer-s", int64(d.Timer/time.Second))
 	}
 	if d.TrippedBy.IsFailure() {
 		dst = append(dst, ";tripped-by="...)

@@ -36,6 +36,7 @@ var scenarios = []scenario{
 	{"unix socket path missing", socketMissing},
 	{"php-fpm socket 0600 root", phpFPMSocketPermission},
 	{"gunicorn --timeout 2 kills the worker mid-request", gunicornWorkerTimeout},
+	{"gunicorn --timeout 2, the third kill in a row: the kill timer named", gunicornKillTimer},
 	{"40 KiB of Set-Cookie", bigResponseHeader},
 	{"view slower than UPMEDIC_RESPONSE_TIMEOUT=1s", slowView},
 	{"node: big Content-Length, socket destroyed mid-body (streamed)", nodeCutStreamed},

@@ -5,6 +5,7 @@ package proxy
 import (
 	"bytes"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +46,53 @@ func TestZeroAllocs(t *testing.T) {
 		}
 		if journal.Count(diag.UpstreamStatus) < 500 {
 			t.Errorf("journal counted %d upstream_status, want every request", journal.Count(diag.UpstreamStatus))
+		}
+	})
+	t.Run("proxied GET, idle limit learned", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: fastUpstream(t), Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+		defer p.Close()
+		for range 3 {
+			p.pool.idles.died(time.Hour, time.Now())
+		}
+		ctx := newCtx()
+		serveOnce(t, p, ctx, 200)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, 200) }); n != 0 {
+			t.Errorf("proxied GET with a learned idle limit: %v allocs per request, want 0", n)
+		}
+		if p.AppTimers().IdleLimit.Limit != time.Hour {
+			t.Error("no idle limit learned")
+		}
+	})
+	t.Run("timer-matched 502", func(t *testing.T) {
+		up := newFakeUpstream(t, "tcp", closeAfterRequest)
+		p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger(), Journal: new(diag.Journal)})
+		c, err := p.pool.get(time.Now(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.pool.close(c)
+		_, _ = c.bw.WriteString("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if err := c.bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.br.Peek(1) // the app closes without a byte
+		x := p.exchanges.Get().(*exchange)
+		x.ctx, x.start = newCtx(), time.Now()
+		kill := func() {
+			x.ctx.Response.Reset()
+			x.attempts, x.sent = 1, time.Now().Add(-30*time.Second) // as if written 30 s ago
+			x.failed(diag.PhaseHeader, err, c)
+			p.answer(x)
+		}
+		for range 3 {
+			kill()
+		}
+		if got := string(x.ctx.Response.Header.Peek(diag.HeaderDiagnosis)); !strings.Contains(got, ";timer-s=30") {
+			t.Fatalf("diagnosis %q, want timer-s=30 at the third close", got)
+		}
+		if n := testing.AllocsPerRun(500, kill); n != 0 {
+			t.Errorf("diagnosis of a close at a kill timer: %v allocs, want 0", n)
 		}
 	})
 	t.Run("diagnosed 502", func(t *testing.T) {

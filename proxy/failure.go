@@ -25,8 +25,10 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 		Errno:    diag.Errno(err),
 		Attempts: x.attempts,
 		Held:     x.held,
+		FastCGI:  p.fastCGI,
 		Upstream: p.display,
 	}
+	now := time.Now()
 	if age, ok := remembered(err, x.start); ok {
 		x.d.Recalled, x.d.Age = true, age
 	}
@@ -39,9 +41,18 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 			x.d.Limit = cap(p.pool.slots)
 			x.d.ClientBodies = int(p.pool.bodies.Load())
 		}
+	case diag.ConnectionTerminated:
+		if phase == diag.PhaseHeader && c.br.Buffered() == 0 {
+			// No response byte came: a crash, or a timer in the app that
+			// kills requests at a fixed age.
+			age := now.Sub(x.sent)
+			if timer, prior := p.kills.observe(age, now); timer > 0 {
+				x.d.Timer, x.d.ClosedAt, x.d.TimerPrior = timer, age, prior
+			}
+		}
 	}
-	x.d.Elapsed = time.Since(x.start)
-	p.journal.Record(time.Now(), &x.d, phase, false, x.ctx.Method(), x.ctx.Request.Header.RequestURI())
+	x.d.Elapsed = now.Sub(x.start)
+	p.journal.Record(now, &x.d, phase, false, x.ctx.Method(), x.ctx.Request.Header.RequestURI())
 	p.logFailure(&x.d, phase, err, false, x.ctx)
 	return cause
 }
@@ -208,6 +219,10 @@ func (p *Proxy) logFailure(d *diag.Diagnosis, phase diag.Phase, err error, abort
 	}
 	if d.HeaderSectionSize > 0 {
 		attrs = append(attrs, slog.Int("header_section_size", d.HeaderSectionSize))
+	}
+	if d.Timer > 0 {
+		attrs = append(attrs, slog.Int64("timer_s", int64(d.Timer/time.Second)),
+			slog.Int64("closed_at_ms", d.ClosedAt.Milliseconds()))
 	}
 	if d.TrippedBy.IsFailure() {
 		attrs = append(attrs, slog.String("tripped_by", d.TrippedBy.String()))

@@ -63,6 +63,10 @@ type Settings struct {
 	ExposeDetails bool
 	// Name is the Proxy-Status member name, an sf-token. Empty means "upmedic".
 	Name string
+	// FastCGI says the upstream is PHP-FPM (or another FastCGI server), so
+	// that a kill timer's hint names request_terminate_timeout first. It
+	// changes nothing else yet: the FastCGI transport will set it.
+	FastCGI bool
 
 	// Health, when set, makes requests fail fast with upstream_unhealthy while
 	// it reports the upstream down (unless Hold is set). Nil means no active
@@ -111,6 +115,8 @@ type Proxy struct {
 	holdSlots       chan struct{} // a token per request being held
 	expose          bool
 	name            string
+	fastCGI         bool
+	kills           killTimers // the app's kill timers, from premature closes
 	health          HealthState
 	breaker         Breaker
 	journal         *diag.Journal
@@ -179,6 +185,7 @@ func New(s Settings) *Proxy {
 		holdSlots:       make(chan struct{}, s.MaxConns),
 		expose:          s.ExposeDetails,
 		name:            s.Name,
+		fastCGI:         s.FastCGI,
 		health:          s.Health,
 		breaker:         s.Breaker,
 		journal:         s.Journal,
@@ -253,6 +260,9 @@ type exchange struct {
 	bodyBuffered bool
 	attempts     int
 	held         time.Duration
+	// sent is when the request was last written upstream: the age of a
+	// premature close counts from it.
+	sent time.Time
 	// runFn is x.run, made once: a method value passed through the Breaker
 	// interface escapes, and would cost an allocation per request.
 	runFn func() diag.Cause
@@ -384,10 +394,15 @@ func (x *exchange) run() diag.Cause {
 			}
 			return diag.None
 		}
-		if c.reused && x.attempts == 1 && retryable(&x.ctx.Request.Header) && keepAliveRace(phase, err, c) {
-			p.pool.close(c)
-			p.traffic.Retried()
-			continue
+		if c.reused && keepAliveRace(phase, err, c) && time.Since(x.sent) < immediateClose {
+			// The upstream closed the connection as the request reached
+			// it: it had been idle for about the upstream's idle limit.
+			p.pool.idles.died(c.idleAge, time.Now())
+			if x.attempts == 1 && retryable(&x.ctx.Request.Header) {
+				p.pool.close(c)
+				p.traffic.Retried()
+				continue
+			}
 		}
 		err = refine(phase, err, c)
 		cause := x.failed(phase, err, c)
@@ -488,6 +503,7 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	if x.attempts > 1 || x.held > 0 {
 		start = time.Now()
 	}
+	x.sent = start
 	if err := c.nc.SetDeadline(start.Add(p.responseTimeout)); err != nil {
 		return diag.PhaseRequest, err
 	}
@@ -499,6 +515,11 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 			return diag.PhaseRequest, err
 		}
 		early = true
+	}
+	if !c.reused || (x.clientBody.r != nil && !x.bodyBuffered) {
+		// A dial or a streamed body took time since start; a reused
+		// connection and a small body took none worth a clock read.
+		x.sent = time.Now()
 	}
 	head := ctx.IsHead()
 	for {
@@ -547,7 +568,7 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 			ctx.Response.Header.SetContentLength(int(r.ContentLength))
 		}
 		ctx.Response.SkipBody = true
-		p.pool.put(c, reusable, start)
+		p.pool.put(c, reusable)
 		return diag.PhaseBody, nil
 	case r.Framing == h1.Length && r.ContentLength <= int64(p.bufferBytes):
 		cl := int(r.ContentLength)
@@ -558,7 +579,7 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 			return diag.PhaseBody, err
 		}
 		ctx.Response.SetBody(x.body[:cl])
-		p.pool.put(c, reusable, start)
+		p.pool.put(c, reusable)
 		return diag.PhaseBody, nil
 	}
 	s := bodyStreamPool.Get().(*bodyStream)

@@ -209,7 +209,7 @@ func (s *bodyStream) fail(err error) error {
 // the error that ended writing it downstream (nil on success). The upstream
 // connection goes back to the pool only after a complete, clean body.
 func (s *bodyStream) CloseWithError(wErr error) error {
-	s.p.pool.put(s.c, s.reusable && s.done && s.err == nil && wErr == nil, time.Now())
+	s.p.pool.put(s.c, s.reusable && s.done && s.err == nil && wErr == nil)
 	*s = bodyStream{head: s.head[:0]}
 	bodyStreamPool.Put(s)
 	return nil

@@ -29,12 +29,18 @@ type conn struct {
 	// retireAt is when the connection, idle, is too close to it to reuse.
 	keepAlive time.Duration
 	retireAt  time.Time
+	// idleSince is when the connection last fell idle in the pool; idleAge
+	// is how long it had been idle when an exchange took it.
+	idleSince time.Time
+	idleAge   time.Duration
 
-	// rc, peek, peekBuf and peekAlive serve alive without allocating.
-	rc        syscall.RawConn
-	peek      func(fd uintptr) bool
-	peekBuf   [1]byte
-	peekAlive bool
+	// rc, peek, peekBuf, peekAlive and peekClosed serve alive without
+	// allocating.
+	rc         syscall.RawConn
+	peek       func(fd uintptr) bool
+	peekBuf    [1]byte
+	peekAlive  bool
+	peekClosed bool // the peek found the connection closed or reset by the upstream
 }
 
 // Read reads from the socket, moving the deadline first when idle is set.
@@ -60,7 +66,7 @@ func (c *conn) alive() bool {
 	if c.rc == nil {
 		return true
 	}
-	c.peekAlive = false
+	c.peekAlive, c.peekClosed = false, false
 	if err := c.rc.Read(c.peek); err != nil {
 		return false
 	}
@@ -71,8 +77,11 @@ func (c *conn) alive() bool {
 // connection: a closure made per call would be an allocation per request.
 func (c *conn) peekFn() func(fd uintptr) bool {
 	return func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		c.peekAlive = err == syscall.EAGAIN // nothing to read: still open and quiet
+		// A FIN reads as 0 bytes, a reset as ECONNRESET: the upstream
+		// closed it. Bytes are not a close, but a desync.
+		c.peekClosed = (n == 0 && err == nil) || err == syscall.ECONNRESET
 		return true
 	}
 }
@@ -111,6 +120,10 @@ type pool struct {
 	// after a connect succeeds; it is answered again for memo after it.
 	refused atomic.Pointer[refusal]
 	memo    time.Duration
+
+	// idles learns the upstream's keep-alive idle limit from the idle
+	// connections it closes.
+	idles idleLimits
 }
 
 // refusalMemo is how long a connect refused at once is answered again
@@ -166,16 +179,8 @@ func newPool(network, address string, maxConns int, connectTimeout time.Duration
 // diag.ErrConnectionLimit. With recall, a connect refused less than p.memo
 // before start is answered with that *refusal instead of a new connect.
 func (p *pool) get(start time.Time, recall bool) (*conn, error) {
-	for {
-		select {
-		case c := <-p.idle:
-			if p.fit(c, start) {
-				return c, nil
-			}
-			continue
-		default:
-		}
-		break
+	if c := p.takeIdle(start); c != nil {
+		return c, nil
 	}
 	if r := p.refused.Load(); recall && r != nil && start.Sub(r.at) < p.memo {
 		return nil, r
@@ -190,9 +195,12 @@ func (p *pool) get(start time.Time, recall bool) (*conn, error) {
 	for {
 		select {
 		case c := <-p.idle:
-			if p.fit(c, time.Now()) {
+			now := time.Now()
+			ok, died := p.fit(c, now)
+			if ok {
 				return c, nil
 			}
+			p.idles.died(died, now)
 		case p.slots <- struct{}{}:
 			return p.dial(start)
 		case <-t.C:
@@ -201,15 +209,48 @@ func (p *pool) get(start time.Time, recall bool) (*conn, error) {
 	}
 }
 
-// fit reports whether the idle connection c may carry a request at now, and
-// closes it if not: past the point its announced keep-alive timeout makes
-// risky, or no longer quiet and open.
-func (p *pool) fit(c *conn, now time.Time) bool {
-	if (!c.retireAt.IsZero() && !now.Before(c.retireAt)) || !c.alive() {
-		p.close(c)
-		return false
+// takeIdle returns an idle connection fit to carry a request at now, or nil
+// when there is none. The idle connections it finds closed by the upstream
+// count as one idle death, at the shortest idle age among them: an app that
+// restarts closes them all at once.
+func (p *pool) takeIdle(now time.Time) *conn {
+	var died time.Duration
+	for {
+		select {
+		case c := <-p.idle:
+			ok, d := p.fit(c, now)
+			if ok {
+				p.idles.died(died, now)
+				return c
+			}
+			if d > 0 && (died == 0 || d < died) {
+				died = d
+			}
+		default:
+			p.idles.died(died, now)
+			return nil
+		}
 	}
-	return true
+}
+
+// fit reports whether the idle connection c may carry a request at now, and
+// closes it if not: past the point its announced or learned keep-alive
+// timeout makes risky, or no longer quiet and open. died is c's idle age
+// when the upstream had closed it, zero otherwise.
+func (p *pool) fit(c *conn, now time.Time) (ok bool, died time.Duration) {
+	c.idleAge = max(now.Sub(c.idleSince), 0)
+	if !c.retireAt.IsZero() && !now.Before(c.retireAt) {
+		p.close(c)
+		return false, 0
+	}
+	if !c.alive() {
+		if c.peekClosed {
+			died = c.idleAge
+		}
+		p.close(c)
+		return false, died
+	}
+	return true, 0
 }
 
 // dial opens a connection in a slot already taken.
@@ -238,15 +279,26 @@ func (p *pool) dial(start time.Time) (*conn, error) {
 	return c, nil
 }
 
-// put returns c to the pool for reuse when reusable, or closes it. since is
-// no later than when c fell idle; with the upstream's announced keep-alive
-// timeout it says when c must be retired.
-func (p *pool) put(c *conn, reusable bool, since time.Time) {
+// put returns c to the pool for reuse when reusable, or closes it. With the
+// upstream's announced keep-alive timeout, or the idle limit learned from
+// it, it sets when c must be retired.
+func (p *pool) put(c *conn, reusable bool) {
 	if reusable && c.br.Buffered() == 0 {
+		// One clock read per pooled response: the idle ages that teach the
+		// idle limit must not include the exchange before them.
+		now := time.Now()
+		if c.reused {
+			// It carried a whole exchange after idling: the upstream keeps
+			// connections open at least this long.
+			p.idles.survived(c.idleAge, now)
+		}
 		c.idle, c.lastErr, c.reused = 0, nil, true
-		c.retireAt = time.Time{}
+		c.idleSince, c.retireAt = now, time.Time{}
 		if c.keepAlive > 0 {
-			c.retireAt = since.Add(c.keepAlive - min(time.Second, c.keepAlive/2))
+			c.retireAt = now.Add(c.keepAlive - retireMargin(c.keepAlive))
+		}
+		if r := p.idles.retireAfter(); r > 0 && (c.retireAt.IsZero() || now.Add(r).Before(c.retireAt)) {
+			c.retireAt = now.Add(r)
 		}
 		select {
 		case p.idle <- c:

@@ -155,7 +155,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 		adminSrv = &http.Server{
 			Handler: admin.NewHandler(admin.Settings{
 				Upstream: cfg.upstream.String(), Journal: journal, Traffic: traffic,
-				Checker: checker, Breaker: breaker, Logger: log, Version: version,
+				Checker: checker, Breaker: breaker, Timers: p, Logger: log, Version: version,
 				Started: started, Config: configInEffect(cfg),
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
