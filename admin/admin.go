@@ -40,6 +40,9 @@ type Settings struct {
 	// Breaker is the circuit breaker. Nil means none: /readyz ignores it,
 	// /status reports state "off" and /metrics has no upmedic_breaker_state.
 	Breaker *health.Breaker
+	// Timers is what the proxy learned of the app's own timers, shown in
+	// /status as app_timers. Nil shows none learned.
+	Timers Timers
 	// Logger gets errors from serving /metrics. Nil means slog.Default().
 	Logger *slog.Logger
 	// Version is upmedic's version, shown in /status and in

@@ -18,7 +18,7 @@ type collector struct {
 	version string
 
 	requests, diagnoses, upstreamUp, breakerState, requestDuration, probeDuration,
-	openConns, parked, retries, aborted, buildInfo *prometheus.Desc
+	openConns, parked, retries, aborted, clientBodies, rejected, buildInfo *prometheus.Desc
 }
 
 // The values of upmedic_upstream_up and upmedic_breaker_state.
@@ -60,6 +60,10 @@ func newCollector(s Settings) *collector {
 			"Requests retried on a fresh connection after a reused one turned out closed by the upstream.", nil, nil),
 		aborted: prometheus.NewDesc("upmedic_aborted_responses_total",
 			"Responses whose body failed after the status had gone downstream, so the connection was cut.", nil, nil),
+		clientBodies: prometheus.NewDesc("upmedic_upstream_client_body_connections",
+			"Open upstream connections carrying a request body the client is still sending.", nil, nil),
+		rejected: prometheus.NewDesc("upmedic_rejected_requests_total",
+			"Requests upmedic refused and never forwarded, by the rule they broke.", []string{"rule"}, nil),
 		buildInfo: prometheus.NewDesc("upmedic_build_info",
 			"Always 1; the version label is upmedic's version.", []string{"version"}, nil),
 	}
@@ -74,6 +78,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.parked
 	ch <- c.retries
 	ch <- c.aborted
+	ch <- c.clientBodies
+	ch <- c.rejected
 	ch <- c.buildInfo
 	if c.checker != nil {
 		ch <- c.upstreamUp
@@ -99,6 +105,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(c.traffic.ParkedConns()))
 	ch <- prometheus.MustNewConstMetric(c.retries, prometheus.CounterValue, float64(c.traffic.Retries()))
 	ch <- prometheus.MustNewConstMetric(c.aborted, prometheus.CounterValue, float64(c.traffic.Aborts()))
+	ch <- prometheus.MustNewConstMetric(c.clientBodies, prometheus.GaugeValue, float64(c.traffic.ClientBodies()))
+	for rule, n := range c.traffic.Rejections() {
+		ch <- prometheus.MustNewConstMetric(c.rejected, prometheus.CounterValue, float64(n), rule)
+	}
 	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, c.version)
 
 	if c.checker != nil {

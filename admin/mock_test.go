@@ -12,6 +12,7 @@ import (
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
 	"github.com/upmedic/upmedic/internal/sockfault"
+	"github.com/upmedic/upmedic/proxy"
 )
 
 // waitFor is how long a test waits on a channel before it fails.
@@ -118,3 +119,8 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code, rec.Body.String()
 }
+
+// fixedTimers reports the same app timers every time.
+type fixedTimers proxy.AppTimers
+
+func (f fixedTimers) AppTimers() proxy.AppTimers { return proxy.AppTimers(f) }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/proxy"
 )
 
 // Status is the JSON document GET /status answers with. Times are RFC 3339
@@ -37,6 +38,8 @@ type Status struct {
 	// History holds the requests, latency and diagnoses of the last minute
 	// and the last hour.
 	History History `json:"history"`
+	// AppTimers is what upmedic learned of the app's own timers.
+	AppTimers AppTimersStatus `json:"app_timers"`
 }
 
 // ConfigValue is one setting in effect.
@@ -45,6 +48,56 @@ type ConfigValue struct {
 	Name string `json:"name"`
 	// Value is its value in effect, default or given ("2s").
 	Value string `json:"value"`
+}
+
+// Timers is what /status asks of the proxy about the app's own timers
+// (*proxy.Proxy).
+type Timers interface {
+	AppTimers() proxy.AppTimers
+}
+
+// AppTimersStatus is the app-timers part of Status.
+type AppTimersStatus struct {
+	// KillTimers are the timers in the app that kill requests at a fixed
+	// age, each revealed by at least three premature closes at that age,
+	// the latest seen first; empty (never null) when none.
+	KillTimers []KillTimerStatus `json:"kill_timers"`
+	// IdleLimit is the upstream's keep-alive idle limit learned from the
+	// idle connections it closed; null until learned.
+	IdleLimit *IdleLimitStatus `json:"idle_limit"`
+	// IdleDeaths counts the idle keep-alive connections the upstream closed
+	// (found closed before reuse, or lost to a keep-alive race).
+	IdleDeaths uint64 `json:"idle_deaths"`
+}
+
+// KillTimerStatus is one kill timer.
+type KillTimerStatus struct {
+	// TimerS is the timer-s value the closes at it carry: AgeMS in whole
+	// seconds, rounded down.
+	TimerS int64 `json:"timer_s"`
+	// AgeMS is the median age of the closes that last matched it, in
+	// milliseconds since the request was sent.
+	AgeMS int64 `json:"age_ms"`
+	// Count is how many closes came at it, the ones that revealed it
+	// included.
+	Count int `json:"count"`
+	// FirstSeen and LastSeen are when the first and the latest came.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// IdleLimitStatus is the learned keep-alive idle limit.
+type IdleLimitStatus struct {
+	// LimitMS is the shortest idle time after which the upstream was seen
+	// to close idle connections, in milliseconds.
+	LimitMS int64 `json:"limit_ms"`
+	// RetireAfterMS is how long a pooled connection may sit idle before
+	// upmedic retires it: the limit less min(1 s, half of it).
+	RetireAfterMS int64 `json:"retire_after_ms"`
+	// Deaths is how many idle deaths showed the limit.
+	Deaths int `json:"deaths"`
+	// LearnedAt is when it was learned.
+	LearnedAt time.Time `json:"learned_at"`
 }
 
 // HealthStatus is the health part of Status.
@@ -213,6 +266,12 @@ type RequestCounts struct {
 	Aborts uint64 `json:"aborts"`
 	// OpenUpstreamConns is the number of open upstream connections now.
 	OpenUpstreamConns int64 `json:"open_upstream_conns"`
+	// ClientBodies is how many of them carry a request body the client is
+	// still sending (a full pool held by slow uploads says so here).
+	ClientBodies int64 `json:"client_bodies"`
+	// Rejected counts the requests upmedic refused, by the rule they broke
+	// (README, "What upmedic rejects"); {} when none.
+	Rejected map[string]uint64 `json:"rejected"`
 }
 
 // History is the recent-history part of Status.
@@ -281,10 +340,15 @@ func (h *handler) report(now time.Time) Status {
 			Retries:           h.s.Traffic.Retries(),
 			Aborts:            h.s.Traffic.Aborts(),
 			OpenUpstreamConns: h.s.Traffic.OpenConns(),
+			ClientBodies:      h.s.Traffic.ClientBodies(),
+			Rejected:          map[string]uint64{},
 		},
 		History: h.history(now),
 	}
 	st.Config = append(st.Config, h.s.Config...)
+	for rule, n := range h.s.Traffic.Rejections() {
+		st.Requests.Rejected[rule] = n
+	}
 	for _, cc := range h.s.Journal.Counts() {
 		st.Causes = append(st.Causes, CauseCount{Cause: cc.Cause.String(), Count: cc.Count,
 			FirstSeen: cc.First.UTC(), LastSeen: cc.Last.UTC(), Hint: cc.Cause.Hint()})
@@ -305,12 +369,13 @@ func (h *handler) report(now time.Time) Status {
 			Phase:         e.Phase.String(),
 			Aborted:       e.Aborted,
 			Diagnosis:     string(buf),
-			Hint:          e.Diagnosis.Cause.Hint(),
+			Hint:          e.Diagnosis.Hint(),
 		})
 	}
 	for _, sc := range h.s.Traffic.Statuses() {
 		st.Requests.ByStatus[sc.Status] = sc.Count
 	}
+	st.AppTimers = appTimersStatus(h.s.Timers)
 	return st
 }
 
@@ -373,6 +438,24 @@ func causeMap(cc *diag.CauseCounts) map[string]uint64 {
 
 // ms returns d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func appTimersStatus(t Timers) AppTimersStatus {
+	s := AppTimersStatus{KillTimers: []KillTimerStatus{}}
+	if t == nil {
+		return s
+	}
+	at := t.AppTimers()
+	for _, k := range at.KillTimers {
+		s.KillTimers = append(s.KillTimers, KillTimerStatus{TimerS: int64(k.Timer / time.Second),
+			AgeMS: k.Median.Milliseconds(), Count: k.Count, FirstSeen: k.First.UTC(), LastSeen: k.Last.UTC()})
+	}
+	s.IdleDeaths = at.IdleLimit.Deaths
+	if l := at.IdleLimit; l.Limit > 0 {
+		s.IdleLimit = &IdleLimitStatus{LimitMS: l.Limit.Milliseconds(), RetireAfterMS: l.RetireAfter.Milliseconds(),
+			Deaths: l.Support, LearnedAt: l.LearnedAt.UTC()}
+	}
+	return s
+}
 
 // answeredStatus is the status the client got for e.
 func answeredStatus(e *diag.Entry) int {

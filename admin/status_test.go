@@ -11,6 +11,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/health"
+	"github.com/upmedic/upmedic/proxy"
 )
 
 // getStatus serves GET /status on h and decodes it strictly.
@@ -287,5 +288,58 @@ func TestStatusProbesAndTransitions(t *testing.T) {
 	}
 	if len(st.Config) != 1 || st.Config[0] != (ConfigValue{"UPMEDIC_HOLD", "0s"}) {
 		t.Errorf("config %+v", st.Config)
+	}
+}
+
+// /status lists the kill timers and the learned idle limit as the proxy
+// reports them, and the hint of a close at a kill timer says so.
+func TestStatusAppTimers(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	local := time.FixedZone("UTC+2", 2*3600)
+	timers := fixedTimers{
+		KillTimers: []proxy.KillTimer{
+			{Timer: 30 * time.Second, Median: 30412 * time.Millisecond, Count: 5, First: t0.In(local), Last: t0.Add(4 * time.Minute).In(local)},
+			{Timer: 2 * time.Second, Median: 2590 * time.Millisecond, Count: 3, First: t0, Last: t0.Add(time.Minute)},
+		},
+		IdleLimit: proxy.IdleLimit{Limit: 5021 * time.Millisecond, RetireAfter: 4021 * time.Millisecond, Support: 3,
+			LearnedAt: t0.Add(time.Hour), Deaths: 7},
+	}
+	journal := new(diag.Journal)
+	d := diag.Diagnosis{Cause: diag.ConnectionTerminated, Elapsed: 30420 * time.Millisecond,
+		Timer: 30 * time.Second, ClosedAt: 30418 * time.Millisecond, TimerPrior: 4}
+	journal.Record(t0.Add(4*time.Minute), &d, diag.PhaseHeader, false, nil, nil)
+
+	st, raw := getStatus(t, NewHandler(Settings{Journal: journal, Timers: timers, Logger: quiet()}))
+	want := AppTimersStatus{
+		KillTimers: []KillTimerStatus{
+			{TimerS: 30, AgeMS: 30412, Count: 5, FirstSeen: t0, LastSeen: t0.Add(4 * time.Minute)},
+			{TimerS: 2, AgeMS: 2590, Count: 3, FirstSeen: t0, LastSeen: t0.Add(time.Minute)},
+		},
+		IdleLimit:  &IdleLimitStatus{LimitMS: 5021, RetireAfterMS: 4021, Deaths: 3, LearnedAt: t0.Add(time.Hour)},
+		IdleDeaths: 7,
+	}
+	got := st.AppTimers
+	if len(got.KillTimers) != 2 || got.KillTimers[0] != want.KillTimers[0] || got.KillTimers[1] != want.KillTimers[1] ||
+		got.IdleLimit == nil || *got.IdleLimit != *want.IdleLimit || got.IdleDeaths != 7 {
+		t.Errorf("app_timers %+v, want %+v\n%s", got, want, raw)
+	}
+	for _, s := range []string{`"timer_s": 30,`, `"age_ms": 30412,`, `"first_seen": "2026-03-01T12:00:00Z"`,
+		`"limit_ms": 5021,`, `"retire_after_ms": 4021,`, `"learned_at": "2026-03-01T13:00:00Z"`, `"idle_deaths": 7`} {
+		if !strings.Contains(raw, s) {
+			t.Errorf("/status lacks %s:\n%s", s, raw)
+		}
+	}
+	if len(st.Recent) != 1 || st.Recent[0].Diagnosis != "connection_terminated;elapsed-ms=30420;timer-s=30" ||
+		!strings.HasPrefix(st.Recent[0].Hint, "closed at 30.4 s like the 4 before it: a timer in the app kills requests at ~30 s") {
+		t.Errorf("recent %+v", st.Recent)
+	}
+
+	// Nothing learned, or no proxy to ask: empty, never null, and no limit.
+	for _, s := range []Settings{{Timers: fixedTimers{}}, {}} {
+		st, raw := getStatus(t, NewHandler(s))
+		if st.AppTimers.KillTimers == nil || len(st.AppTimers.KillTimers) != 0 || st.AppTimers.IdleLimit != nil ||
+			!strings.Contains(raw, `"kill_timers": [],`) || !strings.Contains(raw, `"idle_limit": null,`) {
+			t.Errorf("app_timers %+v\n%s", st.AppTimers, raw)
+		}
 	}
 }

@@ -8,7 +8,10 @@
 // other upmedic package; the tools import it, never the reverse.
 package diag
 
-import "net/http"
+import (
+	"net/http"
+	"strconv"
+)
 
 // Cause is why upmedic answered instead of the upstream. The zero Cause is
 // None: nothing went wrong.
@@ -179,4 +182,43 @@ func ParseCause(name string) (Cause, bool) {
 		}
 	}
 	return None, false
+}
+
+// slowClientsHint replaces connection_limit_reached's hint when clients
+// still sending their request bodies hold some of the connections.
+const slowClientsHint = "upstream connections are held by clients still sending their request bodies (client-bodies): slow uploads, not the app, fill UPMEDIC_MAX_CONNS. Let nginx buffer request bodies (proxy_request_buffering on, its default), lower UPMEDIC_CLIENT_BODY_TIMEOUT, or raise UPMEDIC_MAX_CONNS."
+
+// Hint returns what the operator should check for this diagnosis: its
+// cause's hint, or a more precise one where the parameters tell more. It
+// allocates only for a premature close matched to a kill timer (Timer), whose
+// hint holds its numbers.
+func (d *Diagnosis) Hint() string {
+	switch {
+	case d.Cause == ConnectionLimitReached && d.ClientBodies > 0:
+		return slowClientsHint
+	case d.Cause == ConnectionTerminated && d.Timer > 0:
+		return string(d.appendTimerHint(make([]byte, 0, 512)))
+	}
+	return d.Cause.Hint()
+}
+
+// appendTimerHint appends the hint of a premature close at the age of a kill
+// timer in the app: "closed at 30.2 s like the 4 before it: a timer in the
+// app kills requests at ~30 s: gunicorn --timeout, ...". A FastCGI upstream
+// is PHP-FPM (or uWSGI), never gunicorn.
+func (d *Diagnosis) appendTimerHint(dst []byte) []byte {
+	dst = append(dst, "closed at "...)
+	dst = strconv.AppendFloat(dst, d.ClosedAt.Seconds(), 'f', 1, 64)
+	dst = append(dst, " s like the "...)
+	dst = strconv.AppendInt(dst, int64(d.TimerPrior), 10)
+	dst = append(dst, " before it: a timer in the app kills requests at ~"...)
+	dst = strconv.AppendInt(dst, int64(d.Timer.Seconds()), 10)
+	if d.FastCGI {
+		dst = append(dst, " s: php-fpm request_terminate_timeout (the pool's, else the global one), uwsgi harakiri;"+
+			` the app's log says which (php-fpm "execution timed out", uwsgi "HARAKIRI").`...)
+	} else {
+		dst = append(dst, " s: gunicorn --timeout, php-fpm request_terminate_timeout, uwsgi harakiri;"+
+			` the app's log says which (gunicorn "WORKER TIMEOUT", php-fpm "execution timed out", uwsgi "HARAKIRI").`...)
+	}
+	return append(dst, " Make the request faster or raise that timer above it, and keep it below UPMEDIC_RESPONSE_TIMEOUT."...)
 }

@@ -49,6 +49,13 @@ var (
 	ErrShortBody = errors.New("diag: upstream response body ended early")
 )
 
+// syntaxError is an error saying that a message broke HTTP syntax: the
+// errors of upmedic's strict parser (proxy/h1) have the method.
+type syntaxError interface {
+	error
+	HTTPSyntax()
+}
+
 // PhaseError is an upstream error together with the phase it happened in.
 // Its zero value is not useful.
 type PhaseError struct {
@@ -84,6 +91,9 @@ func ClassifyIn(p Phase, err error) Cause {
 	case errors.Is(err, ErrConnectionLimit):
 		return ConnectionLimitReached
 	case errors.Is(err, ErrNotHTTP):
+		return HTTPProtocolError
+	}
+	if _, ok := errors.AsType[syntaxError](err); ok {
 		return HTTPProtocolError
 	}
 	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok || errors.Is(err, bufio.ErrBufferFull) {

@@ -32,7 +32,20 @@ type Diagnosis struct {
 	LastCause         Cause         // last-cause, the last failed health probe
 	RetryIn           time.Duration // retry-in-ms, until the next trial or probe
 	ReceivedStatus    int           // received-status, for the Passthrough causes
-	Upstream          string        // upstream, only with EXPOSE_DETAILS
+	ClientBodies      int           // client-bodies: connections held by clients still sending bodies
+	// Timer is the timer-s parameter: a premature close (connection_terminated,
+	// no response byte) came at the age at which earlier ones came too, so a
+	// timer in the app kills requests at about Timer (whole seconds). Zero
+	// means no such timer was seen. ClosedAt is this close's age (since the
+	// request was sent) and TimerPrior how many earlier closes came at it;
+	// Hint says both.
+	Timer      time.Duration
+	ClosedAt   time.Duration
+	TimerPrior int
+	// FastCGI says the upstream speaks FastCGI (PHP-FPM): Hint names
+	// PHP-FPM's settings first.
+	FastCGI  bool
+	Upstream string // upstream, only with EXPOSE_DETAILS
 }
 
 // AppendHeader appends d as the X-Upstream-Diagnosis structured field (RFC
@@ -63,6 +76,12 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	if d.Limit > 0 {
 		dst = appendIntParam(dst, "limit", int64(d.Limit))
 	}
+	if d.ClientBodies > 0 {
+		dst = appendIntParam(dst, "client-bodies", int64(d.ClientBodies))
+	}
+	if d.Timer > 0 {
+		dst = appendIntParam(dst, "timer-s", int64(d.Timer/time.Second))
+	}
 	if d.TrippedBy.IsFailure() {
 		dst = append(dst, ";tripped-by="...)
 		dst = append(dst, d.TrippedBy.String()...)
@@ -80,7 +99,7 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 			dst = append(dst, ";upstream="...)
 			dst = AppendString(dst, d.Upstream)
 		}
-		if h := d.Cause.Hint(); h != "" {
+		if h := d.Hint(); h != "" {
 			dst = append(dst, ";hint="...)
 			dst = AppendString(dst, h)
 		}

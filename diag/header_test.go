@@ -29,6 +29,8 @@ func TestAppendHeader(t *testing.T) {
 			false, "upstream_unhealthy;elapsed-ms=0;last-cause=socket_permission_denied;errno=EACCES;retry-in-ms=1840"},
 		{"unhealthy, last cause with no errno", Diagnosis{Cause: UpstreamUnhealthy, LastCause: HTTPResponseTimeout},
 			false, "upstream_unhealthy;elapsed-ms=0;last-cause=http_response_timeout"},
+		{"kill timer", Diagnosis{Cause: ConnectionTerminated, Elapsed: 30210 * time.Millisecond, Timer: 30 * time.Second, ClosedAt: 30208 * time.Millisecond, TimerPrior: 4},
+			false, "connection_terminated;elapsed-ms=30210;timer-s=30"},
 		{"upstream status", Diagnosis{Cause: UpstreamStatus, ReceivedStatus: 502},
 			false, "upstream_status;received-status=502"},
 		{"script not found", Diagnosis{Cause: ScriptNotFound, ReceivedStatus: 404, Elapsed: 3 * time.Millisecond},

@@ -1,6 +1,8 @@
 package diag
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,6 +25,11 @@ type Traffic struct {
 	fine [latencyBuckets]atomic.Uint64
 	secs ring[[latencyBuckets]atomic.Uint64]
 	mins ring[[latencyBuckets]atomic.Uint64]
+
+	clientBodies atomic.Int64 // upstream connections carrying a body the client still sends
+
+	rejectMu sync.Mutex        // guards rejected
+	rejected map[string]uint64 // requests upmedic refused, by the rule they broke
 }
 
 // Done counts one request answered at time at with status code, which took
@@ -122,6 +129,40 @@ func (t *Traffic) Aborted() {
 	if t != nil {
 		t.aborted.Add(1)
 	}
+}
+
+// ClientBody adds n (negative: removes) to the upstream connections busy
+// sending a request body the client is still streaming.
+func (t *Traffic) ClientBody(n int) {
+	if t != nil {
+		t.clientBodies.Add(int64(n))
+	}
+}
+
+// ClientBodies returns the upstream connections busy sending a request body
+// the client is still streaming.
+func (t *Traffic) ClientBodies() int64 { return t.clientBodies.Load() }
+
+// Rejected counts one request refused for breaking rule (a short token such
+// as "bare-lf" or "client-body-timeout"). It is off the hot path: it takes a
+// lock and may allocate.
+func (t *Traffic) Rejected(rule string) {
+	if t == nil {
+		return
+	}
+	t.rejectMu.Lock()
+	if t.rejected == nil {
+		t.rejected = make(map[string]uint64)
+	}
+	t.rejected[rule]++
+	t.rejectMu.Unlock()
+}
+
+// Rejections returns the refused requests by rule.
+func (t *Traffic) Rejections() map[string]uint64 {
+	t.rejectMu.Lock()
+	defer t.rejectMu.Unlock()
+	return maps.Clone(t.rejected)
 }
 
 // StatusCount is the number of requests answered with one status code.

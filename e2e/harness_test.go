@@ -415,8 +415,22 @@ func (f front) get(t *testing.T, path string) result {
 	return r
 }
 
+// post sends POST path with body to f, like get.
+func (f front) post(t *testing.T, path string, body []byte) result {
+	t.Helper()
+	r, err := f.send(http.MethodPost, path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // fetch is get for any goroutine: it returns its failure.
-func (f front) fetch(path string) (result, error) {
+func (f front) fetch(path string) (result, error) { return f.send(http.MethodGet, path, nil) }
+
+// send sends one request and returns what the client got and what nginx
+// logged about it.
+func (f front) send(method, path string, body []byte) (result, error) {
 	tok := token()
 	sep := "?"
 	if strings.Contains(path, "?") {
@@ -427,9 +441,13 @@ func (f front) fetch(path string) (result, error) {
 		Timeout:   60 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true},
 	}
-	resp, err := client.Get("http://" + f.addr + path)
+	req, err := http.NewRequest(method, "http://"+f.addr+path, bytes.NewReader(body))
 	if err != nil {
-		return result{}, fmt.Errorf("GET %s via %s: %w", path, f.addr, err)
+		return result{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s via %s: %w", method, path, f.addr, err)
 	}
 	var r result
 	r.status, r.header = resp.StatusCode, resp.Header

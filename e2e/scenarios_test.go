@@ -36,10 +36,12 @@ var scenarios = []scenario{
 	{"unix socket path missing", socketMissing},
 	{"php-fpm socket 0600 root", phpFPMSocketPermission},
 	{"gunicorn --timeout 2 kills the worker mid-request", gunicornWorkerTimeout},
+	{"gunicorn --timeout 2, the third kill in a row: the kill timer named", gunicornKillTimer},
 	{"40 KiB of Set-Cookie", bigResponseHeader},
 	{"view slower than UPMEDIC_RESPONSE_TIMEOUT=1s", slowView},
 	{"node: big Content-Length, socket destroyed mid-body (streamed)", nodeCutStreamed},
 	{"node: small Content-Length, socket destroyed mid-body (buffered)", nodeCutBuffered},
+	{"node answers an upload 413 early and resets", nodeRefusesUploadEarly},
 	{"upmedic itself stopped", upmedicStopped},
 	{"WebSocket echo", webSocketEcho},
 	{"server-sent events", serverSentEvents},
@@ -381,6 +383,30 @@ func nodeCutBuffered(t *testing.T, row *reportRow) {
 		t.Errorf("reading upmedic's 502: %v", via.bodyErr)
 	}
 	fill(row, via, s.alone.get(t, path))
+}
+
+func nodeRefusesUploadEarly(t *testing.T, row *reportRow) {
+	need(t, "nginx", "node")
+	dir := scenarioDir(t)
+	_, app := startNode(t, dir)
+	s := newStack(t, dir, stackConfig{Upstream: app, Alone: "proxy_pass http://" + app + ";"})
+
+	// 1 MiB, so upmedic streams it (over 64 KiB) and the app's reset comes
+	// while it is still sending. upmedic forwards the early 413 and drains
+	// the rest from nginx before it closes (a lingering close), so nginx
+	// reads the answer instead of a broken pipe. Twenty tries: before the
+	// lingering close some of them lost the answer.
+	body := bytes.Repeat([]byte("u"), 1<<20)
+	var via result
+	for i := range 20 {
+		via = s.via.post(t, "/refuse-upload", body)
+		if via.status != http.StatusRequestEntityTooLarge || string(via.body) != "too large\n" ||
+			via.line.upstreamStatus != "413" || via.line.diagnosis != "" {
+			t.Fatalf("try %d: client %d %q, access log us=%q diag=%q; want the app's 413\n%s\nerror.log: %q",
+				i, via.status, via.body, via.line.upstreamStatus, via.line.diagnosis, via.line.raw, via.errors)
+		}
+	}
+	fill(row, via, s.alone.post(t, "/refuse-upload", body))
 }
 
 func upmedicStopped(t *testing.T, row *reportRow) {

@@ -3,6 +3,9 @@
 package proxy
 
 import (
+	"bytes"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +48,53 @@ func TestZeroAllocs(t *testing.T) {
 			t.Errorf("journal counted %d upstream_status, want every request", journal.Count(diag.UpstreamStatus))
 		}
 	})
+	t.Run("proxied GET, idle limit learned", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: fastUpstream(t), Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+		defer p.Close()
+		for range 3 {
+			p.pool.idles.died(time.Hour, time.Now())
+		}
+		ctx := newCtx()
+		serveOnce(t, p, ctx, 200)
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, 200) }); n != 0 {
+			t.Errorf("proxied GET with a learned idle limit: %v allocs per request, want 0", n)
+		}
+		if p.AppTimers().IdleLimit.Limit != time.Hour {
+			t.Error("no idle limit learned")
+		}
+	})
+	t.Run("timer-matched 502", func(t *testing.T) {
+		up := newFakeUpstream(t, "tcp", closeAfterRequest)
+		p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger(), Journal: new(diag.Journal)})
+		c, err := p.pool.get(time.Now(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.pool.close(c)
+		_, _ = c.bw.WriteString("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		if err := c.bw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.br.Peek(1) // the app closes without a byte
+		x := p.exchanges.Get().(*exchange)
+		x.ctx, x.start = newCtx(), time.Now()
+		kill := func() {
+			x.ctx.Response.Reset()
+			x.attempts, x.sent = 1, time.Now().Add(-30*time.Second) // as if written 30 s ago
+			x.failed(diag.PhaseHeader, err, c)
+			p.answer(x)
+		}
+		for range 3 {
+			kill()
+		}
+		if got := string(x.ctx.Response.Header.Peek(diag.HeaderDiagnosis)); !strings.Contains(got, ";timer-s=30") {
+			t.Fatalf("diagnosis %q, want timer-s=30 at the third close", got)
+		}
+		if n := testing.AllocsPerRun(500, kill); n != 0 {
+			t.Errorf("diagnosis of a close at a kill timer: %v allocs, want 0", n)
+		}
+	})
 	t.Run("diagnosed 502", func(t *testing.T) {
 		p, x, err := refusedExchange(t)
 		diagnose(p, x, err)
@@ -82,4 +132,67 @@ func TestZeroAllocs(t *testing.T) {
 			t.Errorf("unhealthy 503: %v allocs per request, want 0", n)
 		}
 	})
+}
+
+// TestZeroAllocsFront guards the front side as it runs: a keep-alive
+// connection through the strict scanner, the client timeouts and the send
+// deadline, to the upstream and back, allocates nothing per request. The
+// count covers every goroutine, the test's client too, which reads into a
+// fixed buffer.
+func TestZeroAllocsFront(t *testing.T) {
+	p := New(Settings{Network: "tcp", Address: fastUpstream(t), Logger: quietLogger(),
+		Journal: new(diag.Journal), Traffic: new(diag.Traffic)})
+	defer p.Close()
+	addr := serve(t, p.Server())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET /api/items?page=2 HTTP/1.1\r\nHost: app.test\r\nX-Real-IP: 127.0.0.1\r\n\r\n")
+	buf := make([]byte, 4096)
+	want := 0
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for want == 0 || got < want {
+			n, err := c.Read(buf[got:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+			if want == 0 {
+				want = responseSize(buf[:got]) // learnt once, from the first
+			}
+		}
+	}
+	for range 10 {
+		roundTrip()
+	}
+	if n := testing.AllocsPerRun(500, roundTrip); n != 0 {
+		t.Errorf("front keep-alive GET: %v allocs per request, want 0", n)
+	}
+}
+
+// responseSize returns the length of the response at the start of b, once
+// its header has arrived: the header and its Content-Length; 0 before.
+func responseSize(b []byte) int {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return 0
+	}
+	_, after, ok := bytes.Cut(b[:end], []byte("Content-Length: "))
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, c := range after {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return end + 4 + n
 }

@@ -3,12 +3,14 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/proxy/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -23,8 +25,10 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 		Errno:    diag.Errno(err),
 		Attempts: x.attempts,
 		Held:     x.held,
+		FastCGI:  p.fastCGI,
 		Upstream: p.display,
 	}
+	now := time.Now()
 	if age, ok := remembered(err, x.start); ok {
 		x.d.Recalled, x.d.Age = true, age
 	}
@@ -35,10 +39,20 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 	case diag.ConnectionLimitReached:
 		if x.d.Errno == 0 {
 			x.d.Limit = cap(p.pool.slots)
+			x.d.ClientBodies = int(p.pool.bodies.Load())
+		}
+	case diag.ConnectionTerminated:
+		if phase == diag.PhaseHeader && c.br.Buffered() == 0 {
+			// No response byte came: a crash, or a timer in the app that
+			// kills requests at a fixed age.
+			age := now.Sub(x.sent)
+			if timer, prior := p.kills.observe(age, now); timer > 0 {
+				x.d.Timer, x.d.ClosedAt, x.d.TimerPrior = timer, age, prior
+			}
 		}
 	}
-	x.d.Elapsed = time.Since(x.start)
-	p.journal.Record(time.Now(), &x.d, phase, false, x.ctx.Method(), x.ctx.Request.Header.RequestURI())
+	x.d.Elapsed = now.Sub(x.start)
+	p.journal.Record(now, &x.d, phase, false, x.ctx.Method(), x.ctx.Request.Header.RequestURI())
 	p.logFailure(&x.d, phase, err, false, x.ctx)
 	return cause
 }
@@ -138,7 +152,7 @@ func (p *Proxy) appendTextBody(dst []byte, d *diag.Diagnosis, status int) []byte
 		dst = append(dst, "upstream: "...)
 		dst = append(dst, d.Upstream...)
 		dst = append(dst, "\nhint: "...)
-		dst = append(dst, d.Cause.Hint()...)
+		dst = append(dst, d.Hint()...)
 		dst = append(dst, '\n')
 	}
 	return dst
@@ -157,7 +171,7 @@ func (p *Proxy) appendJSONBody(dst []byte, d *diag.Diagnosis, status int) []byte
 		dst = append(dst, `,"upstream":`...)
 		dst = appendJSONString(dst, d.Upstream)
 		dst = append(dst, `,"hint":`...)
-		dst = appendJSONString(dst, d.Cause.Hint())
+		dst = appendJSONString(dst, d.Hint())
 	}
 	return append(dst, "}\n"...)
 }
@@ -186,7 +200,7 @@ func (p *Proxy) logFailure(d *diag.Diagnosis, phase diag.Phase, err error, abort
 	if !p.log.Enabled(context.Background(), slog.LevelWarn) {
 		return
 	}
-	ok, suppressed := p.limiter.allow(d.Cause, time.Now())
+	ok, suppressed := p.limiter.allow(int(d.Cause), time.Now())
 	if !ok {
 		return
 	}
@@ -206,6 +220,10 @@ func (p *Proxy) logFailure(d *diag.Diagnosis, phase diag.Phase, err error, abort
 	if d.HeaderSectionSize > 0 {
 		attrs = append(attrs, slog.Int("header_section_size", d.HeaderSectionSize))
 	}
+	if d.Timer > 0 {
+		attrs = append(attrs, slog.Int64("timer_s", int64(d.Timer/time.Second)),
+			slog.Int64("closed_at_ms", d.ClosedAt.Milliseconds()))
+	}
 	if d.TrippedBy.IsFailure() {
 		attrs = append(attrs, slog.String("tripped_by", d.TrippedBy.String()))
 	}
@@ -224,9 +242,13 @@ func (p *Proxy) logFailure(d *diag.Diagnosis, phase diag.Phase, err error, abort
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Int64("suppressed_before", suppressed))
 	}
-	attrs = append(attrs, slog.String("hint", d.Cause.Hint()))
+	attrs = append(attrs, slog.String("hint", d.Hint()))
 	p.log.LogAttrs(context.Background(), slog.LevelWarn, "upstream failure", attrs...)
 }
+
+// rejectSlot is the log limiter's slot for rejected requests: the last,
+// beyond every cause.
+const rejectSlot = 31
 
 // logBurst is how many lines per cause and second logFailure writes.
 const logBurst = 10
@@ -241,10 +263,10 @@ type logLimiter struct {
 	}
 }
 
-// allow reports whether a line about cause may be written at now, and how
+// allow reports whether a line in slot (a cause, or rejectSlot) may be written at now, and how
 // many were left out before it.
-func (l *logLimiter) allow(cause diag.Cause, now time.Time) (ok bool, suppressed int64) {
-	s := &l.slots[int(cause)%len(l.slots)]
+func (l *logLimiter) allow(slot int, now time.Time) (ok bool, suppressed int64) {
+	s := &l.slots[slot%len(l.slots)]
 	sec := now.Unix()
 	if old := s.window.Load(); old != sec && s.window.CompareAndSwap(old, sec) {
 		s.n.Store(0)
@@ -254,32 +276,6 @@ func (l *logLimiter) allow(cause diag.Cause, now time.Time) (ok bool, suppressed
 		return false, 0
 	}
 	return true, s.suppressed.Swap(0)
-}
-
-// badRequest returns why a request must not be forwarded, or "".
-func badRequest(h *fasthttp.RequestHeader) string {
-	// fasthttp accepts both framings, keeps Transfer-Encoding and drops
-	// Content-Length: a smuggling shape that must not reach the upstream.
-	if h.ContentLength() == -1 && hasRawHeader(h.RawHeaders(), strContentLength) {
-		return "400 Bad Request: both Content-Length and Transfer-Encoding\n"
-	}
-	return ""
-}
-
-// hasRawHeader reports whether the raw header block has a field named name.
-func hasRawHeader(raw, name []byte) bool {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if colon := bytes.IndexByte(line, ':'); colon >= 0 && bytes.EqualFold(bytes.TrimSpace(line[:colon]), name) {
-			return true
-		}
-	}
-	return false
 }
 
 // hopByHopHeaders are the connection-specific fields of RFC 9110 section
@@ -339,4 +335,79 @@ func tokenListed(list, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// rejectUnread answers a request fasthttp could not read: one the front
+// scanner refused, or whose header did not arrive in time. It is the front
+// server's fasthttp ErrorHandler.
+func (p *Proxy) rejectUnread(ctx *fasthttp.RequestCtx, err error) {
+	status, rule, text := requestFault(err)
+	p.reject(ctx, status, rule, text, err)
+}
+
+// rejectBody answers a request whose body the client did not deliver: it
+// went silent, broke the chunked framing, or ended early.
+func (p *Proxy) rejectBody(x *exchange) {
+	err := x.clientBody.err
+	if fc, ok := x.ctx.Conn().(*frontConn); ok && fc.err != nil {
+		// fasthttp's chunked reader may hide the scanner's error or a
+		// timeout behind its own: the connection knows what it was.
+		err = fc.err
+	}
+	status, rule, text := requestFault(err)
+	if status == fasthttp.StatusBadRequest && rule == "malformed" {
+		rule, text = "body-incomplete", "the request body ended before its framing did"
+	}
+	p.reject(x.ctx, status, rule, text, err)
+}
+
+// requestFault says what answer a client's fault gets.
+func requestFault(err error) (status int, rule, text string) {
+	if e, ok := errors.AsType[*h1.Error](err); ok {
+		return e.Status, e.Rule, e.Text
+	}
+	switch {
+	case errors.Is(err, errHeaderTimeout):
+		return fasthttp.StatusRequestTimeout, "client-header-timeout", "the request header did not arrive within UPMEDIC_CLIENT_HEADER_TIMEOUT"
+	case errors.Is(err, errBodyTimeout):
+		return fasthttp.StatusRequestTimeout, "client-body-timeout", "the request body went silent for longer than UPMEDIC_CLIENT_BODY_TIMEOUT"
+	}
+	if _, ok := errors.AsType[*fasthttp.ErrSmallBuffer](err); ok {
+		return fasthttp.StatusRequestHeaderFieldsTooLarge, "header-section-size", "the header section is too large"
+	}
+	return fasthttp.StatusBadRequest, "malformed", "the request could not be read"
+}
+
+// reject answers a request upmedic does not forward: the status, a
+// Proxy-Status of error=http_request_error (RFC 9209: the proxy answers a
+// 4xx on the origin's behalf) whose details say which rule the request
+// broke, a one-line body, and the connection closed. Nothing of it reached
+// the app. It is counted by rule and logged as the client's fault.
+func (p *Proxy) reject(ctx *fasthttp.RequestCtx, status int, rule, text string, err error) {
+	h := &ctx.Response.Header
+	h.SetStatusCode(status)
+	b := append([]byte(p.name), ";error=http_request_error;details="...)
+	h.SetBytesV(diag.HeaderProxyStatus, diag.AppendString(b, text))
+	h.Set(fasthttp.HeaderCacheControl, "no-store")
+	h.SetContentType("text/plain; charset=utf-8")
+	body := strconv.AppendInt(nil, int64(status), 10)
+	body = append(body, ' ')
+	body = append(body, fasthttp.StatusMessage(status)...)
+	body = append(body, ": "...)
+	body = append(body, text...)
+	body = append(body, " (upmedic)\n"...)
+	ctx.Response.SetBody(body)
+	ctx.SetConnectionClose()
+	p.traffic.Rejected(rule)
+	if ok, suppressed := p.limiter.allow(rejectSlot, time.Now()); ok && p.log.Enabled(context.Background(), slog.LevelInfo) {
+		attrs := []slog.Attr{slog.String("rule", rule), slog.Int("status", status),
+			slog.String("remote", ctx.RemoteAddr().String())}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Int64("suppressed_before", suppressed))
+		}
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "request rejected", attrs...)
+	}
 }

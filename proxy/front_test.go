@@ -70,13 +70,16 @@ var pathAndBody = respond(func(req *http.Request, body []byte) string {
 })
 
 // startParking serves a proxy whose connections park after 50ms idle.
-func startParking(t *testing.T, idleTimeout time.Duration) (string, *Server) {
+func startParking(t *testing.T, idleTimeout time.Duration, tune ...func(*Server)) (string, *Server) {
 	t.Helper()
 	up := newFakeUpstream(t, "tcp", pathAndBody)
 	_, p := startProxy(t, Settings{Network: "tcp", Address: up.address(), Traffic: new(diag.Traffic)})
 	srv := p.Server()
 	srv.parkAfter = 50 * time.Millisecond
 	srv.idleTimeout, srv.fh.IdleTimeout = idleTimeout, idleTimeout
+	for _, f := range tune {
+		f(srv)
+	}
 	return serve(t, srv), srv
 }
 
@@ -109,9 +112,10 @@ func TestParkedConnectionWakes(t *testing.T) {
 }
 
 // A new connection that sends nothing parks too, is served when its request
-// comes, and one that never sends is closed after the idle timeout.
+// comes, and one that never sends is closed without a word at the header
+// timeout, which bounds a new connection's wait for its first byte.
 func TestNewConnectionParksAndTimesOut(t *testing.T) {
-	addr, srv := startParking(t, 400*time.Millisecond)
+	addr, srv := startParking(t, time.Minute, func(s *Server) { s.headerTimeout = 400 * time.Millisecond })
 	k := dialKeepAlive(t, addr)
 	waitFor(t, "the new connection to park", func() bool { return srv.Parked() == 1 })
 	k.roundTrip("GET /late HTTP/1.1\r\nHost: x\r\n\r\n", "GET /late:")
@@ -123,7 +127,7 @@ func TestNewConnectionParksAndTimesOut(t *testing.T) {
 		t.Fatalf("silent connection: read %d, %v; want it closed (EOF)", n, err)
 	}
 	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Errorf("silent connection closed after %v, before the 400ms idle timeout", waited)
+		t.Errorf("silent connection closed after %v, before the 400ms header timeout", waited)
 	}
 }
 

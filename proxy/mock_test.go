@@ -33,7 +33,7 @@ type fakeUpstream struct {
 	done   chan struct{} // closed at cleanup: unblocks behaviours that wait
 }
 
-func newFakeUpstream(t *testing.T, network string, script ...behaviour) *fakeUpstream {
+func newFakeUpstream(t testing.TB, network string, script ...behaviour) *fakeUpstream {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {
@@ -194,7 +194,7 @@ func blackholeAddr(t *testing.T) string {
 
 // startProxy serves a Proxy for s on a loopback port and returns its address.
 // Each tune function adjusts the Proxy before it serves.
-func startProxy(t *testing.T, s Settings, tune ...func(*Proxy)) (string, *Proxy) {
+func startProxy(t testing.TB, s Settings, tune ...func(*Proxy)) (string, *Proxy) {
 	t.Helper()
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -212,7 +212,7 @@ func startProxy(t *testing.T, s Settings, tune ...func(*Proxy)) (string, *Proxy)
 
 // serve serves srv on a loopback port until the test ends and returns its
 // address.
-func serve(t *testing.T, srv *Server) string {
+func serve(t testing.TB, srv *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

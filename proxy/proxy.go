@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/proxy/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -41,6 +42,17 @@ type Settings struct {
 	BufferBytes int
 	MaxConns    int // upstream connection cap; zero means 512
 
+	// ClientHeaderTimeout bounds a request's header section from its first
+	// byte, and a new connection's wait for that first byte. Zero means 10s
+	// (HAProxy's timeout http-request).
+	ClientHeaderTimeout time.Duration
+	// ClientBodyTimeout is the longest a request body may go silent. Zero
+	// means 60s (nginx's client_body_timeout).
+	ClientBodyTimeout time.Duration
+	// ClientSendTimeout is the longest a write to the client may stall.
+	// Zero means 60s (nginx's send_timeout).
+	ClientSendTimeout time.Duration
+
 	// Hold, when positive, holds a request while the upstream refuses
 	// connections or its socket is missing (a restart), re-dialling about
 	// every 100ms, for at most this long from the request's start.
@@ -51,6 +63,10 @@ type Settings struct {
 	ExposeDetails bool
 	// Name is the Proxy-Status member name, an sf-token. Empty means "upmedic".
 	Name string
+	// FastCGI says the upstream is PHP-FPM (or another FastCGI server), so
+	// that a kill timer's hint names request_terminate_timeout first. It
+	// changes nothing else yet: the FastCGI transport will set it.
+	FastCGI bool
 
 	// Health, when set, makes requests fail fast with upstream_unhealthy while
 	// it reports the upstream down (unless Hold is set). Nil means no active
@@ -99,6 +115,8 @@ type Proxy struct {
 	holdSlots       chan struct{} // a token per request being held
 	expose          bool
 	name            string
+	fastCGI         bool
+	kills           killTimers // the app's kill timers, from premature closes
 	health          HealthState
 	breaker         Breaker
 	journal         *diag.Journal
@@ -106,6 +124,8 @@ type Proxy struct {
 	log             *slog.Logger
 	limiter         logLimiter
 	exchanges       sync.Pool // *exchange
+	// clientTimeouts are the front server's header, body and send timeouts.
+	clientTimeouts [3]time.Duration
 }
 
 // New returns a Proxy for the upstream s names.
@@ -129,6 +149,15 @@ func New(s Settings) *Proxy {
 	}
 	if s.MaxConns <= 0 {
 		s.MaxConns = 512
+	}
+	if s.ClientHeaderTimeout <= 0 {
+		s.ClientHeaderTimeout = 10 * time.Second
+	}
+	if s.ClientBodyTimeout <= 0 {
+		s.ClientBodyTimeout = 60 * time.Second
+	}
+	if s.ClientSendTimeout <= 0 {
+		s.ClientSendTimeout = 60 * time.Second
 	}
 	if s.Name == "" {
 		s.Name = "upmedic"
@@ -156,16 +185,17 @@ func New(s Settings) *Proxy {
 		holdSlots:       make(chan struct{}, s.MaxConns),
 		expose:          s.ExposeDetails,
 		name:            s.Name,
+		fastCGI:         s.FastCGI,
 		health:          s.Health,
 		breaker:         s.Breaker,
 		journal:         s.Journal,
 		traffic:         s.Traffic,
 		log:             s.Logger,
+		clientTimeouts:  [3]time.Duration{s.ClientHeaderTimeout, s.ClientBodyTimeout, s.ClientSendTimeout},
 	}
 	p.exchanges.New = func() any {
 		x := &exchange{p: p}
 		x.runFn = x.run
-		x.header.SetNoDefaultContentType(true)
 		return x
 	}
 	return p
@@ -174,24 +204,31 @@ func New(s Settings) *Proxy {
 // Server returns the server that serves p to the front proxy: fasthttp with
 // the options a transparent proxy needs (no injected Server, Date or
 // Content-Type headers, streamed request bodies, no multipart pre-parsing,
-// in-flight requests drained on shutdown), whose keep-alive connections give
-// their write buffer back between requests (ReduceMemoryUsage) and park
-// when idle (see parkAfter).
+// in-flight requests drained on shutdown), behind a strict request scanner
+// and the client timeouts, whose keep-alive connections give their write
+// buffer back between requests (ReduceMemoryUsage) and park when idle (see
+// parkAfter).
 func (p *Proxy) Server() *Server {
-	s := &Server{idleTimeout: 75 * time.Second, // above nginx's keepalive_timeout 60s
-		parkAfter: parkAfter, parked: make(map[*frontConn]struct{}), traffic: p.traffic}
+	s := &Server{p: p, idleTimeout: 75 * time.Second, // above nginx's keepalive_timeout 60s
+		parkAfter: parkAfter, traffic: p.traffic,
+		headerTimeout: p.clientTimeouts[0], bodyTimeout: p.clientTimeouts[1], sendTimeout: p.clientTimeouts[2],
+		lingerTime: lingerTime, lingerTimeout: lingerTimeout, lingerBytes: lingerBytes,
+		parked: make(map[*frontConn]struct{}), lingering: make(map[*frontConn]struct{})}
 	s.fh = &fasthttp.Server{
 		Handler:                      p.ServeHTTP,
+		ErrorHandler:                 p.rejectUnread,
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
 		StreamRequestBody:            true,
-		ReadBufferSize:               8192, // nginx's large_client_header_buffers line size
-		ReduceMemoryUsage:            true,
-		CloseOnShutdown:              true,
-		IdleTimeout:                  s.idleTimeout,
-		ConnState:                    s.connState,
+		// The scanner refuses a header section over h1.MaxRequestHeaderBytes
+		// before fasthttp's buffer could fill.
+		ReadBufferSize:    h1.MaxRequestHeaderBytes + 512,
+		ReduceMemoryUsage: true,
+		CloseOnShutdown:   true,
+		IdleTimeout:       s.idleTimeout,
+		ConnState:         s.connState,
 		// A worker whose connection parked ends soon, with its stack: a
 		// parked connection is served again by its own goroutine.
 		MaxIdleWorkerDuration: parkAfter,
@@ -207,15 +244,25 @@ func (p *Proxy) Close() { p.pool.closeIdle() }
 // exchange is the state of one proxied request, pooled so that the hot path
 // allocates nothing.
 type exchange struct {
-	p        *Proxy
-	ctx      *fasthttp.RequestCtx
-	start    time.Time
-	header   fasthttp.ResponseHeader
-	body     []byte // a buffered response body
-	buf      []byte // scratch for formatting headers
-	d        diag.Diagnosis
-	attempts int
-	held     time.Duration
+	p      *Proxy
+	ctx    *fasthttp.RequestCtx
+	start  time.Time
+	http10 bool        // the client spoke HTTP/1.0
+	resp   h1.Response // the upstream's response header, parsed
+	hlen   int         // the length of that header section in c.br
+	body   []byte      // a buffered response body
+	buf    []byte      // scratch for formatting headers
+	ps     []byte      // the upstream's Proxy-Status fields, joined
+	d      diag.Diagnosis
+	// reqBody holds a small request body received whole before the
+	// exchange (see requestBufferBytes); bodyBuffered says it does.
+	reqBody      []byte
+	bodyBuffered bool
+	attempts     int
+	held         time.Duration
+	// sent is when the request was last written upstream: the age of a
+	// premature close counts from it.
+	sent time.Time
 	// runFn is x.run, made once: a method value passed through the Breaker
 	// interface escapes, and would cost an allocation per request.
 	runFn func() diag.Cause
@@ -227,16 +274,19 @@ type exchange struct {
 	limited    io.LimitedReader
 }
 
+// requestBufferBytes is the largest request body, with a Content-Length,
+// that is received whole from the client before an upstream connection is
+// taken: a client that trickles a small body holds no upstream connection,
+// and its failure never reaches the app.
+const requestBufferBytes = 64 << 10
+
 // ServeHTTP proxies one request. It is a fasthttp.RequestHandler.
 func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
-	if reason := badRequest(&ctx.Request.Header); reason != "" {
-		ctx.Error(reason, fasthttp.StatusBadRequest)
-		ctx.SetConnectionClose()
-		return
-	}
 	x := p.exchanges.Get().(*exchange)
 	x.ctx, x.start, x.attempts, x.held = ctx, time.Now(), 0, 0
 	x.d = diag.Diagnosis{}
+	x.http10 = !ctx.Request.Header.IsHTTP11()
+	toOriginForm(&ctx.Request.Header)
 
 	var cause diag.Cause
 	switch {
@@ -272,17 +322,57 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 	p.traffic.Done(ctx.Response.StatusCode(), end.Sub(x.start), end)
 
 	x.ctx, x.clientBody, x.limited, x.upgrade = nil, clientBody{}, io.LimitedReader{}, x.upgrade[:0]
-	x.header.Reset()
-	x.header.SetNoDefaultContentType(true) // else ContentType() invents one
+	x.bodyBuffered = false
 	p.exchanges.Put(x)
 }
+
+// toOriginForm turns an absolute-form request-target (http://host/path)
+// into origin-form, with Host from the target (RFC 9112 section 3.2.2): the
+// app sees one authority, the one the request was routed by. The scanner
+// has checked the target's syntax.
+func toOriginForm(h *fasthttp.RequestHeader) {
+	uri := h.RequestURI()
+	if len(uri) == 0 || uri[0] == '/' || uri[0] == '*' {
+		return
+	}
+	i := bytes.Index(uri, strSchemeEnd)
+	if i < 0 {
+		return
+	}
+	rest := uri[i+len(strSchemeEnd):]
+	end := bytes.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	h.SetHostBytes(rest[:end])
+	path := rest[end:]
+	switch {
+	case len(path) == 0:
+		h.SetRequestURI("/")
+	case path[0] == '?':
+		var b [1]byte
+		b[0] = '/'
+		h.SetRequestURIBytes(append(b[:], path...))
+	default:
+		// path points into the URI being replaced: fasthttp copies it with
+		// append, which moves overlapping bytes correctly.
+		h.SetRequestURIBytes(path)
+	}
+}
+
+var strSchemeEnd = []byte("://")
 
 // run carries out the exchange with the upstream, retrying once on a fresh
 // connection when a reused one turns out to have been closed by the upstream.
 // It prepares ctx.Response and returns None or UpstreamStatus when the
-// upstream answered, or fills x.d and returns the failure's cause.
+// upstream answered, or fills x.d and returns the failure's cause. A client
+// whose request body fails gets its own 4xx, and None: the app did not fail.
 func (x *exchange) run() diag.Cause {
 	p := x.p
+	if err := x.bufferBody(); err != nil {
+		p.rejectBody(x)
+		return diag.None
+	}
 	for {
 		x.attempts++
 		c, err := p.connect(x)
@@ -293,8 +383,7 @@ func (x *exchange) run() diag.Cause {
 		if x.clientBody.err != nil {
 			// The client's request body broke off: not the upstream's fault.
 			p.pool.close(c)
-			x.ctx.Error("400 Bad Request: request body incomplete\n", fasthttp.StatusBadRequest)
-			x.ctx.SetConnectionClose()
+			p.rejectBody(x)
 			return diag.None
 		}
 		if err == nil {
@@ -305,16 +394,44 @@ func (x *exchange) run() diag.Cause {
 			}
 			return diag.None
 		}
-		if c.reused && x.attempts == 1 && retryable(&x.ctx.Request.Header) && keepAliveRace(phase, err, c) {
-			p.pool.close(c)
-			p.traffic.Retried()
-			continue
+		if c.reused && keepAliveRace(phase, err, c) && time.Since(x.sent) < immediateClose {
+			// The upstream closed the connection as the request reached
+			// it: it had been idle for about the upstream's idle limit.
+			p.pool.idles.died(c.idleAge, time.Now())
+			if x.attempts == 1 && retryable(&x.ctx.Request.Header) {
+				p.pool.close(c)
+				p.traffic.Retried()
+				continue
+			}
 		}
 		err = refine(phase, err, c)
 		cause := x.failed(phase, err, c)
 		p.pool.close(c)
 		return cause
 	}
+}
+
+// bufferBody receives a request body of at most requestBufferBytes whole,
+// before any upstream connection is taken.
+func (x *exchange) bufferBody() error {
+	req := &x.ctx.Request
+	cl := req.Header.ContentLength()
+	bs := req.BodyStream()
+	if bs == nil || cl <= 0 || cl > requestBufferBytes {
+		return nil
+	}
+	if cap(x.reqBody) < cl {
+		x.reqBody = make([]byte, requestBufferBytes)
+	}
+	x.clientBody = clientBody{r: bs}
+	if _, err := io.ReadFull(&x.clientBody, x.reqBody[:cl]); err != nil {
+		if x.clientBody.err == nil {
+			return x.clientBody.short()
+		}
+		return err
+	}
+	x.bodyBuffered = true
+	return nil
 }
 
 // connect gets an upstream connection, holding the request through a restart
@@ -327,12 +444,6 @@ func (p *Proxy) connect(x *exchange) (*conn, error) {
 		now = time.Now()
 	}
 	c, err := p.pool.get(now, true)
-	// A request that may not be retried must not be sent on a connection
-	// the upstream closed while it was idle: check before using it.
-	for err == nil && c.reused && !retryable(&x.ctx.Request.Header) && !c.alive() {
-		p.pool.close(c)
-		c, err = p.pool.get(time.Now(), true)
-	}
 	if err == nil || p.hold <= 0 || !holdable(err) {
 		return c, err
 	}
@@ -392,70 +503,102 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	if x.attempts > 1 || x.held > 0 {
 		start = time.Now()
 	}
+	x.sent = start
 	if err := c.nc.SetDeadline(start.Add(p.responseTimeout)); err != nil {
 		return diag.PhaseRequest, err
 	}
+	early := false
 	if err := p.writeRequest(x, &ctx.Request, c.bw); err != nil {
-		return diag.PhaseRequest, err
+		// The app may have answered before it stopped reading the body (a
+		// 413 to an upload): that answer is the response, if it came.
+		if x.clientBody.err != nil || !c.answered() {
+			return diag.PhaseRequest, err
+		}
+		early = true
 	}
-	rh := &x.header
+	if !c.reused || (x.clientBody.r != nil && !x.bodyBuffered) {
+		// A dial or a streamed body took time since start; a reused
+		// connection and a small body took none worth a clock read.
+		x.sent = time.Now()
+	}
+	head := ctx.IsHead()
 	for {
-		if err := rh.Read(c.br); err != nil {
+		if err := x.readHeader(c, head); err != nil {
 			return diag.PhaseHeader, err
 		}
 		// Interim 1xx answers (100 Continue, 103 Early Hints) are not the
 		// response: fasthttp cannot forward them, so skip them.
-		if sc := rh.StatusCode(); sc >= 200 || sc < 100 || sc == fasthttp.StatusSwitchingProtocols {
+		if st := x.resp.Status; st >= 200 || st == fasthttp.StatusSwitchingProtocols {
 			break
 		}
+		_, _ = c.br.Discard(x.hlen)
 	}
+	r := &x.resp
 	c.idle = p.readTimeout
-	status := rh.StatusCode()
-	if status == fasthttp.StatusSwitchingProtocols {
+	if r.Status == fasthttp.StatusSwitchingProtocols {
 		if len(x.upgrade) == 0 {
 			return diag.PhaseHeader, errUnaskedUpgrade
 		}
-		p.copyHeader(&ctx.Response, rh)
-		ctx.Response.Header.SetBytesV(fasthttp.HeaderUpgrade, rh.Peek(fasthttp.HeaderUpgrade))
+		p.copyHeader(x, &ctx.Response)
+		_, _ = c.br.Discard(x.hlen)
+		ctx.Response.Header.SetBytesV(fasthttp.HeaderUpgrade, fieldValue(r, strUpgradeField))
 		ctx.Response.Header.Set(fasthttp.HeaderConnection, "Upgrade")
+		if fc, ok := ctx.Conn().(*frontConn); ok {
+			fc.tunnel()
+		}
 		ctx.Hijack(func(client net.Conn) { p.tunnel(client, c) })
 		return diag.PhaseBody, nil
 	}
-	cl := rh.ContentLength()
-	reusable := rh.IsHTTP11() && !rh.ConnectionClose() && cl != -2
+	// A connection is reused only after a response that was framed whole
+	// and asked for no close, after the whole request went out, and not
+	// after a bodiless response that announced a body anyway (a HEAD with
+	// Content-Length: the app might send that body late, where the next
+	// request would read it as its answer).
+	reusable := r.KeepAlive && !r.BodyAnnounced && !early
+	if early {
+		ctx.SetConnectionClose() // the client's body was not read whole
+	}
+	p.copyHeader(x, &ctx.Response)
+	_, _ = c.br.Discard(x.hlen)
+	c.keepAlive = time.Duration(r.KeepAliveTimeout) * time.Second
 
-	if ctx.IsHead() || status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified {
-		p.copyHeader(&ctx.Response, rh)
-		if cl >= 0 {
-			ctx.Response.Header.SetContentLength(cl)
+	switch {
+	case r.Framing == h1.NoBody:
+		if r.HasContentLength && r.Status != fasthttp.StatusNoContent {
+			ctx.Response.Header.SetContentLength(int(r.ContentLength))
 		}
 		ctx.Response.SkipBody = true
 		p.pool.put(c, reusable)
 		return diag.PhaseBody, nil
-	}
-	if cl >= 0 && cl <= p.bufferBytes {
+	case r.Framing == h1.Length && r.ContentLength <= int64(p.bufferBytes):
+		cl := int(r.ContentLength)
 		if cap(x.body) < cl {
 			x.body = make([]byte, cl, max(cl, 4096))
 		}
 		if _, err := io.ReadFull(c.br, x.body[:cl]); err != nil {
 			return diag.PhaseBody, err
 		}
-		p.copyHeader(&ctx.Response, rh)
 		ctx.Response.SetBody(x.body[:cl])
 		p.pool.put(c, reusable)
 		return diag.PhaseBody, nil
 	}
-	p.copyHeader(&ctx.Response, rh)
 	s := bodyStreamPool.Get().(*bodyStream)
-	*s = bodyStream{p: p, c: c, start: x.start, reusable: reusable, remaining: int64(cl)}
+	*s = bodyStream{p: p, c: c, start: x.start, reusable: reusable, remaining: r.ContentLength, head: s.head}
 	s.req.Set(ctx.Method(), ctx.Request.Header.RequestURI())
-	switch {
-	case cl >= 0:
-		s.framing = framingLength
-	case cl == -1:
+	cl := -1
+	switch r.Framing {
+	case h1.Length:
+		s.framing, cl = framingLength, int(r.ContentLength)
+	case h1.Chunked:
 		s.framing, s.remaining = framingChunked, 0
 	default:
-		s.framing, s.remaining, cl = framingClose, 0, -1
+		s.framing, s.remaining = framingClose, 0
+	}
+	if x.http10 && cl < 0 {
+		// An HTTP/1.0 client cannot read chunked framing (RFC 9112 section
+		// 6.1): its body ends with the connection instead.
+		s.closeDelimited(ctx)
+		return diag.PhaseBody, nil
 	}
 	ctx.Response.SetBodyStream(s, cl)
 	// The status and headers go downstream now, not with the first body
@@ -463,6 +606,46 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	ctx.Response.ImmediateHeaderFlush = true
 	return diag.PhaseBody, nil
 }
+
+// readHeader reads the upstream's response header section into x.resp,
+// parsing it strictly as it arrives: bytes that break a rule fail at once,
+// not when the response timeout ends. The section stays in c.br, x.hlen
+// bytes long, until the caller discards it.
+func (x *exchange) readHeader(c *conn, head bool) error {
+	for {
+		b, err := c.br.Peek(max(c.br.Buffered(), 1))
+		if len(b) == 0 {
+			return err
+		}
+		n, perr := x.resp.Parse(b, head)
+		switch {
+		case perr == nil:
+			x.hlen = n
+			return nil
+		case perr != h1.ErrIncomplete:
+			return perr
+		case err != nil:
+			return err
+		case len(b) == c.br.Size():
+			return bufio.ErrBufferFull // over UPMEDIC_MAX_RESPONSE_HEADER_BYTES
+		}
+		if _, err := c.br.Peek(len(b) + 1); err != nil && c.br.Buffered() == len(b) {
+			return err
+		}
+	}
+}
+
+// fieldValue returns the value of the first field of r named name.
+func fieldValue(r *h1.Response, name []byte) []byte {
+	for _, f := range r.Fields {
+		if bytes.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+var strUpgradeField = []byte(fasthttp.HeaderUpgrade)
 
 // writeRequest sends req upstream on w as HTTP/1.1 with keep-alive, without
 // the hop-by-hop headers of the downstream connection, and flushes it. The
@@ -490,7 +673,20 @@ func (p *Proxy) writeRequest(x *exchange, req *fasthttp.Request, w *bufio.Writer
 		return err
 	}
 	cl := h.ContentLength()
-	if bs := req.BodyStream(); bs != nil && cl != 0 && cl != -2 {
+	switch bs := req.BodyStream(); {
+	case x.bodyBuffered:
+		if _, err := w.Write(x.reqBody[:cl]); err != nil {
+			return err
+		}
+	case bs != nil && cl != 0 && cl != -2:
+		// A streamed body holds this upstream connection for as long as the
+		// client takes: counted, so a full pool can say who holds it.
+		p.pool.bodies.Add(1)
+		p.traffic.ClientBody(1)
+		defer func() {
+			p.pool.bodies.Add(-1)
+			p.traffic.ClientBody(-1)
+		}()
 		x.clientBody = clientBody{r: bs}
 		if cl > 0 {
 			x.limited = io.LimitedReader{R: &x.clientBody, N: int64(cl)}
@@ -502,9 +698,11 @@ func (p *Proxy) writeRequest(x *exchange, req *fasthttp.Request, w *bufio.Writer
 		} else if err := writeChunked(w, &x.clientBody); err != nil {
 			return err
 		}
-	} else if body := req.Body(); len(body) > 0 {
-		if _, err := w.Write(body); err != nil {
-			return err
+	default:
+		if body := req.Body(); len(body) > 0 {
+			if _, err := w.Write(body); err != nil {
+				return err
+			}
 		}
 	}
 	return w.Flush()
@@ -571,31 +769,71 @@ func copyBody(w *bufio.Writer, r io.Reader) (int64, error) {
 
 var bodyBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// copyHeader copies the upstream response header rh into resp one field at a
-// time (repeated fields such as Set-Cookie stay repeated), without the
-// hop-by-hop fields and without Content-Length, which the body sets.
-func (p *Proxy) copyHeader(resp *fasthttp.Response, rh *fasthttp.ResponseHeader) {
+// copyHeader copies the upstream's response header x.resp into resp one
+// field at a time (repeated fields such as Set-Cookie stay repeated),
+// without the hop-by-hop fields, the fields Connection lists, and
+// Content-Length, which the body sets. The diagnosis headers are upmedic's
+// alone: every X-Upstream-Diagnosis the app sent is dropped, and every
+// Proxy-Status member of upmedic's name; other proxies' members stay.
+func (p *Proxy) copyHeader(x *exchange, resp *fasthttp.Response) {
+	r := &x.resp
 	h := &resp.Header
-	h.SetStatusCode(rh.StatusCode())
-	if msg := rh.StatusMessage(); len(msg) > 0 {
-		h.SetStatusMessage(msg)
+	h.SetStatusCode(r.Status)
+	if len(r.Reason) > 0 {
+		h.SetStatusMessage(r.Reason)
 	}
-	listed := rh.Peek(fasthttp.HeaderConnection)
-	for k, v := range rh.All() {
-		if hopByHop(k) || bytes.EqualFold(k, strContentLength) || (len(listed) > 0 && tokenListed(listed, k)) {
+	x.ps = x.ps[:0]
+	for _, f := range r.Fields {
+		switch k := f.Name; {
+		case hopByHop(k), bytes.EqualFold(k, strContentLength), connectionListed(r, k),
+			bytes.EqualFold(k, strDiagnosis):
+			continue
+		case bytes.EqualFold(k, strProxyStatus):
+			if len(x.ps) > 0 {
+				x.ps = append(x.ps, ", "...)
+			}
+			x.ps = append(x.ps, f.Value...)
 			continue
 		}
-		h.AddBytesKV(k, v)
+		h.AddBytesKV(f.Name, f.Value)
+	}
+	if len(x.ps) > 0 {
+		// A Proxy-Status that is not a valid list cannot be trusted at all.
+		if kept, ok := diag.FilterProxyStatus(x.buf[:0], x.ps, p.name); ok && len(kept) > 0 {
+			h.SetBytesV(diag.HeaderProxyStatus, kept)
+			x.buf = kept
+		}
 	}
 }
 
+// connectionListed reports whether a Connection field of r lists name.
+func connectionListed(r *h1.Response, name []byte) bool {
+	for _, f := range r.Fields {
+		if bytes.EqualFold(f.Name, strConnection) && tokenListed(f.Value, name) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	strDiagnosis   = []byte(diag.HeaderDiagnosis)
+	strProxyStatus = []byte(diag.HeaderProxyStatus)
+	strConnection  = []byte(fasthttp.HeaderConnection)
+)
+
 // labelUpstreamStatus marks a passed-through upstream 5xx so that it is never
-// mistaken for one of upmedic's own.
+// mistaken for one of upmedic's own. upmedic's Proxy-Status member goes
+// last, after those of proxies closer to the app (RFC 9209 section 2).
 func (p *Proxy) labelUpstreamStatus(x *exchange) {
 	h := &x.ctx.Response.Header
 	x.buf = x.d.AppendHeader(x.buf[:0], false)
 	h.SetBytesV(diag.HeaderDiagnosis, x.buf)
-	x.buf = x.d.AppendProxyStatus(x.buf[:0], p.name)
+	x.buf = append(x.buf[:0], h.Peek(diag.HeaderProxyStatus)...)
+	if len(x.buf) > 0 {
+		x.buf = append(x.buf, ", "...)
+	}
+	x.buf = x.d.AppendProxyStatus(x.buf, p.name)
 	h.SetBytesV(diag.HeaderProxyStatus, x.buf)
 }
 

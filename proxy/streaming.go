@@ -1,14 +1,18 @@
 package proxy
 
 import (
-	"bytes"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/proxy/h1"
+	"github.com/valyala/fasthttp"
 )
 
 // How a streamed response body is framed.
@@ -37,6 +41,8 @@ type bodyStream struct {
 	reusable  bool  // the connection may be reused once the body is complete
 	done      bool
 	err       error
+	head      []byte           // closeDelimited: the response head it writes
+	front     *frontConn       // closeDelimited: the client's connection, to reset
 	req       diag.RequestLine // the request, for the journal if the body fails
 }
 
@@ -132,41 +138,28 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 
 // nextChunk reads the CRLF that ends the previous chunk, then the next chunk
 // size line. At the last chunk it reads the trailer section and sets done.
+// Framing that is not strict RFC 9112 is a protocol error (see proxy/h1).
 func (s *bodyStream) nextChunk() error {
 	if s.inChunk {
-		if err := s.readCRLF(); err != nil {
+		if line, err := s.readLine(); err != nil {
 			return err
+		} else if len(line) != 0 {
+			return errBadChunk
 		}
 	}
 	line, err := s.readLine()
 	if err != nil {
 		return err
 	}
-	if i := bytes.IndexByte(line, ';'); i >= 0 { // chunk extensions
-		line = line[:i]
-	}
-	line = bytes.TrimRight(line, " \t")
-	if len(line) == 0 || len(line) > 15 {
-		return errBadChunk
-	}
-	var size int64
-	for _, c := range line {
-		switch {
-		case '0' <= c && c <= '9':
-			size = size<<4 | int64(c-'0')
-		case 'a' <= c && c <= 'f':
-			size = size<<4 | int64(c-'a'+10)
-		case 'A' <= c && c <= 'F':
-			size = size<<4 | int64(c-'A'+10)
-		default:
-			return errBadChunk
-		}
+	size, err := h1.ParseChunkLine(line)
+	if err != nil {
+		return fmt.Errorf("proxy: %w: %w", err, errBadChunk)
 	}
 	if size > 0 {
 		s.remaining, s.inChunk = size, true
 		return nil
 	}
-	for { // trailer section, dropped: fasthttp cannot forward it in order
+	for { // trailer section, checked and dropped: fasthttp cannot forward it in order
 		line, err := s.readLine()
 		if err != nil {
 			return err
@@ -175,35 +168,30 @@ func (s *bodyStream) nextChunk() error {
 			s.done = true
 			return nil
 		}
+		if !h1.ValidFieldLine(line) {
+			return errBadChunk
+		}
 	}
 }
 
-// readLine returns the next line without its CRLF. The line must fit the
-// connection's read buffer.
+// readLine returns the next line without its CRLF. A line must end in CRLF
+// and fit the connection's read buffer: anything else is a protocol error,
+// never a header-size one.
 func (s *bodyStream) readLine() ([]byte, error) {
 	line, err := s.c.br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
+	switch {
+	case errors.Is(err, bufio.ErrBufferFull):
+		return nil, errBadChunk
+	case errors.Is(err, io.EOF):
+		return nil, io.ErrUnexpectedEOF
+	case err != nil:
 		return nil, err
 	}
-	line = line[:len(line)-1]
-	if n := len(line); n > 0 && line[n-1] == '\r' {
-		line = line[:n-1]
+	n := len(line)
+	if n < 2 || line[n-2] != '\r' {
+		return nil, errBadChunk
 	}
-	return line, nil
-}
-
-func (s *bodyStream) readCRLF() error {
-	line, err := s.readLine()
-	if err != nil {
-		return err
-	}
-	if len(line) != 0 {
-		return errBadChunk
-	}
-	return nil
+	return line[:n-2], nil
 }
 
 // fail records why the body broke off and returns the error that makes
@@ -222,7 +210,48 @@ func (s *bodyStream) fail(err error) error {
 // connection goes back to the pool only after a complete, clean body.
 func (s *bodyStream) CloseWithError(wErr error) error {
 	s.p.pool.put(s.c, s.reusable && s.done && s.err == nil && wErr == nil)
-	*s = bodyStream{}
+	*s = bodyStream{head: s.head[:0]}
 	bodyStreamPool.Put(s)
 	return nil
+}
+
+// closeDelimited sends the response to an HTTP/1.0 client with a body that
+// ends when the connection closes: no chunked framing, which HTTP/1.0 does
+// not know. fasthttp can only chunk a body of unknown length, so upmedic
+// takes the connection over and writes the status line, the header and the
+// body itself. A body that fails is cut with a reset, never a clean close,
+// so the client cannot take a cut body for a whole one.
+func (s *bodyStream) closeDelimited(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	b := append(s.head[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(h.StatusCode()), 10)
+	b = append(b, ' ')
+	if msg := h.StatusMessage(); len(msg) > 0 {
+		b = append(b, msg...)
+	} else {
+		b = append(b, fasthttp.StatusMessage(h.StatusCode())...)
+	}
+	b = append(b, "\r\n"...)
+	for k, v := range h.All() {
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	s.head = append(b, "Connection: close\r\n\r\n"...)
+	s.front, _ = ctx.Conn().(*frontConn)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(s.serveClosed)
+}
+
+// serveClosed writes the prepared head and the body to client, and closes.
+func (s *bodyStream) serveClosed(client net.Conn) {
+	_, err := client.Write(s.head)
+	if err == nil {
+		_, err = s.WriteTo(client)
+	}
+	if s.err != nil && s.front != nil {
+		s.front.abort()
+	}
+	_ = s.CloseWithError(err)
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"go.uber.org/goleak"
 	"io"
 	"log/slog"
 	"net"
@@ -39,7 +40,16 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv(onceEnv); addr != "" {
 		os.Exit(onceHelper(addr, os.Getenv(denyEnv) != ""))
 	}
-	os.Exit(m.Run())
+	// Every goroutine a test starts (servers, parked and lingering
+	// connections, tunnels, body streams) must end with it.
+	goleak.VerifyTestMain(m,
+		// fasthttp refreshes its Date header in one goroutine for the
+		// life of the process.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		// A stopped server's worker-pool cleaner ends at its next tick,
+		// up to MaxIdleWorkerDuration (1s) later. A server left running
+		// still shows, by its Serve goroutine.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
 }
 
 // onceHelper proxies one GET to addr and prints "status diagnosis".

@@ -24,6 +24,23 @@ type conn struct {
 	// before the first header byte into io.EOF; this keeps the errno.
 	lastErr error
 	reused  bool // it served an exchange before this one
+	// keepAlive is the idle timeout the upstream announced with its last
+	// response (Keep-Alive: timeout=N), zero when it announced none;
+	// retireAt is when the connection, idle, is too close to it to reuse.
+	keepAlive time.Duration
+	retireAt  time.Time
+	// idleSince is when the connection last fell idle in the pool; idleAge
+	// is how long it had been idle when an exchange took it.
+	idleSince time.Time
+	idleAge   time.Duration
+
+	// rc, peek, peekBuf, peekAlive and peekClosed serve alive without
+	// allocating.
+	rc         syscall.RawConn
+	peek       func(fd uintptr) bool
+	peekBuf    [1]byte
+	peekAlive  bool
+	peekClosed bool // the peek found the connection closed or reset by the upstream
 }
 
 // Read reads from the socket, moving the deadline first when idle is set.
@@ -40,27 +57,49 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// alive reports whether an idle connection still looks usable: the upstream
-// has neither closed nor reset it nor sent anything while it sat idle. It
-// costs one non-blocking recv(MSG_PEEK), so it is kept for requests that
-// cannot be retried when a stale connection fails them.
+// alive reports whether an idle connection is still fit to carry a request:
+// the upstream has neither closed nor reset it, nor sent anything while it
+// sat idle (a late body, a stray response: the next request would read it as
+// its answer). It costs one non-blocking recv(MSG_PEEK), paid on every reuse,
+// as nginx's keepalive module pays a read.
 func (c *conn) alive() bool {
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
+	if c.rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekAlive, c.peekClosed = false, false
+	if err := c.rc.Read(c.peek); err != nil {
 		return false
 	}
-	var buf [1]byte
-	alive := false
-	err = rc.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = rerr == syscall.EAGAIN // nothing to read: still open and quiet
+	return c.peekAlive
+}
+
+// peekFn returns c's peek callback for RawConn.Read, made once per
+// connection: a closure made per call would be an allocation per request.
+func (c *conn) peekFn() func(fd uintptr) bool {
+	return func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		c.peekAlive = err == syscall.EAGAIN // nothing to read: still open and quiet
+		// A FIN reads as 0 bytes, a reset as ECONNRESET: the upstream
+		// closed it. Bytes are not a close, but a desync.
+		c.peekClosed = (n == 0 && err == nil) || err == syscall.ECONNRESET
 		return true
-	})
-	return err == nil && alive
+	}
+}
+
+// earlyAnswerWait is how long, after writing a request failed, upmedic
+// waits for an answer the app may have sent before it stopped reading.
+const earlyAnswerWait = 100 * time.Millisecond
+
+// answered reports whether the upstream sent something that may be an
+// answer, after writing the request to it failed: an app that refuses an
+// upload (413) answers and closes before the body is sent.
+func (c *conn) answered() bool {
+	if c.br.Buffered() > 0 {
+		return true
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(earlyAnswerWait))
+	_, err := c.br.Peek(1)
+	return err == nil
 }
 
 // pool holds the upstream connections: at most cap(slots) open at once, the
@@ -73,11 +112,18 @@ type pool struct {
 
 	slots chan struct{} // a token per open connection
 	idle  chan *conn    // keep-alive connections ready for reuse
+	// bodies counts the connections busy sending a request body the client
+	// is still streaming: a full pool held by slow clients says so.
+	bodies atomic.Int32
 
 	// refused is the last connect that failed at once (see memorable), nil
 	// after a connect succeeds; it is answered again for memo after it.
 	refused atomic.Pointer[refusal]
 	memo    time.Duration
+
+	// idles learns the upstream's keep-alive idle limit from the idle
+	// connections it closes.
+	idles idleLimits
 }
 
 // refusalMemo is how long a connect refused at once is answered again
@@ -133,10 +179,8 @@ func newPool(network, address string, maxConns int, connectTimeout time.Duration
 // diag.ErrConnectionLimit. With recall, a connect refused less than p.memo
 // before start is answered with that *refusal instead of a new connect.
 func (p *pool) get(start time.Time, recall bool) (*conn, error) {
-	select {
-	case c := <-p.idle:
+	if c := p.takeIdle(start); c != nil {
 		return c, nil
-	default:
 	}
 	if r := p.refused.Load(); recall && r != nil && start.Sub(r.at) < p.memo {
 		return nil, r
@@ -148,14 +192,65 @@ func (p *pool) get(start time.Time, recall bool) (*conn, error) {
 	}
 	t := time.NewTimer(time.Until(start.Add(p.connectTimeout)))
 	defer t.Stop()
-	select {
-	case c := <-p.idle:
-		return c, nil
-	case p.slots <- struct{}{}:
-		return p.dial(start)
-	case <-t.C:
-		return nil, diag.ErrConnectionLimit
+	for {
+		select {
+		case c := <-p.idle:
+			now := time.Now()
+			ok, died := p.fit(c, now)
+			if ok {
+				return c, nil
+			}
+			p.idles.died(died, now)
+		case p.slots <- struct{}{}:
+			return p.dial(start)
+		case <-t.C:
+			return nil, diag.ErrConnectionLimit
+		}
 	}
+}
+
+// takeIdle returns an idle connection fit to carry a request at now, or nil
+// when there is none. The idle connections it finds closed by the upstream
+// count as one idle death, at the shortest idle age among them: an app that
+// restarts closes them all at once.
+func (p *pool) takeIdle(now time.Time) *conn {
+	var died time.Duration
+	for {
+		select {
+		case c := <-p.idle:
+			ok, d := p.fit(c, now)
+			if ok {
+				p.idles.died(died, now)
+				return c
+			}
+			if d > 0 && (died == 0 || d < died) {
+				died = d
+			}
+		default:
+			p.idles.died(died, now)
+			return nil
+		}
+	}
+}
+
+// fit reports whether the idle connection c may carry a request at now, and
+// closes it if not: past the point its announced or learned keep-alive
+// timeout makes risky, or no longer quiet and open. died is c's idle age
+// when the upstream had closed it, zero otherwise.
+func (p *pool) fit(c *conn, now time.Time) (ok bool, died time.Duration) {
+	c.idleAge = max(now.Sub(c.idleSince), 0)
+	if !c.retireAt.IsZero() && !now.Before(c.retireAt) {
+		p.close(c)
+		return false, 0
+	}
+	if !c.alive() {
+		if c.peekClosed {
+			died = c.idleAge
+		}
+		p.close(c)
+		return false, died
+	}
+	return true, 0
 }
 
 // dial opens a connection in a slot already taken.
@@ -174,15 +269,37 @@ func (p *pool) dial(start time.Time) (*conn, error) {
 	}
 	p.traffic.ConnOpened()
 	c := &conn{nc: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc, c.peek = rc, c.peekFn()
+		}
+	}
 	c.br = bufio.NewReaderSize(c, p.headerBytes)
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	return c, nil
 }
 
-// put returns c to the pool for reuse when reusable, or closes it.
+// put returns c to the pool for reuse when reusable, or closes it. With the
+// upstream's announced keep-alive timeout, or the idle limit learned from
+// it, it sets when c must be retired.
 func (p *pool) put(c *conn, reusable bool) {
 	if reusable && c.br.Buffered() == 0 {
+		// One clock read per pooled response: the idle ages that teach the
+		// idle limit must not include the exchange before them.
+		now := time.Now()
+		if c.reused {
+			// It carried a whole exchange after idling: the upstream keeps
+			// connections open at least this long.
+			p.idles.survived(c.idleAge, now)
+		}
 		c.idle, c.lastErr, c.reused = 0, nil, true
+		c.idleSince, c.retireAt = now, time.Time{}
+		if c.keepAlive > 0 {
+			c.retireAt = now.Add(c.keepAlive - retireMargin(c.keepAlive))
+		}
+		if r := p.idles.retireAfter(); r > 0 && (c.retireAt.IsZero() || now.Add(r).Before(c.retireAt)) {
+			c.retireAt = now.Add(r)
+		}
 		select {
 		case p.idle <- c:
 			return

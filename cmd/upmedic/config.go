@@ -28,6 +28,9 @@ type Config struct {
 	ConnectTimeout         time.Duration `env:"CONNECT_TIMEOUT" envDefault:"2s" help:"dial timeout"`
 	ResponseTimeout        time.Duration `env:"RESPONSE_TIMEOUT" envDefault:"45s" help:"until the upstream's response header arrives, from the request's arrival; keep it above the app's own timeout (gunicorn: 30s) and below nginx's proxy_read_timeout (60s)"`
 	ReadTimeout            time.Duration `env:"READ_TIMEOUT" envDefault:"30s" help:"longest silence while reading a response body"`
+	ClientHeaderTimeout    time.Duration `env:"CLIENT_HEADER_TIMEOUT" envDefault:"10s" help:"a request's header must arrive whole within this of its first byte (408 and close), and a new connection must send its first byte within it (closed without a word); HAProxy's timeout http-request"`
+	ClientBodyTimeout      time.Duration `env:"CLIENT_BODY_TIMEOUT" envDefault:"60s" help:"longest silence inside a request body (408, the upstream connection closed); nginx's client_body_timeout"`
+	ClientSendTimeout      time.Duration `env:"CLIENT_SEND_TIMEOUT" envDefault:"60s" help:"longest a write to the client may stall before the connection is dropped; nginx's send_timeout"`
 	MaxResponseHeaderBytes int           `env:"MAX_RESPONSE_HEADER_BYTES" envDefault:"4096" help:"largest upstream response header section; match nginx's proxy_buffer_size"`
 	BufferBytes            int           `env:"BUFFER_BYTES" envDefault:"131072" help:"responses with a Content-Length up to this are received whole before upmedic answers; larger and chunked bodies stream"`
 	MaxConns               int           `env:"MAX_CONNS" envDefault:"512" help:"upstream connection cap"`
@@ -174,7 +177,8 @@ func (c *Config) check() error {
 		d    time.Duration
 	}{
 		{"CONNECT_TIMEOUT", c.ConnectTimeout}, {"RESPONSE_TIMEOUT", c.ResponseTimeout},
-		{"READ_TIMEOUT", c.ReadTimeout},
+		{"READ_TIMEOUT", c.ReadTimeout}, {"CLIENT_HEADER_TIMEOUT", c.ClientHeaderTimeout},
+		{"CLIENT_BODY_TIMEOUT", c.ClientBodyTimeout}, {"CLIENT_SEND_TIMEOUT", c.ClientSendTimeout},
 		{"HEALTH_TIMEOUT", c.HealthTimeout}, {"BREAKER_OPEN_FOR", c.BreakerOpenFor},
 	}
 	for _, p := range positive {

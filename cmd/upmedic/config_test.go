@@ -150,7 +150,7 @@ func TestConfigUnknownVariables(t *testing.T) {
 		`UPMEDIC_FOO="1": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones`,
 		`UPMEDIC_HEALTHPATH="/h": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_HEALTH_PATH?`,
 		`UPMEDIC_LISTEN_PORT="80": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_LISTEN or UPMEDIC_LISTEN_MODE?`,
-		`UPMEDIC_UPSTREAM_TIMEOUT="5s": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_CONNECT_TIMEOUT, UPMEDIC_RESPONSE_TIMEOUT, UPMEDIC_READ_TIMEOUT, UPMEDIC_HEALTH_TIMEOUT or UPMEDIC_SHUTDOWN_TIMEOUT?`,
+		`UPMEDIC_UPSTREAM_TIMEOUT="5s": unknown variable; ` + "`upmedic env`" + ` lists the accepted ones; did you mean UPMEDIC_CONNECT_TIMEOUT, UPMEDIC_RESPONSE_TIMEOUT, UPMEDIC_READ_TIMEOUT, UPMEDIC_CLIENT_HEADER_TIMEOUT, UPMEDIC_CLIENT_BODY_TIMEOUT, UPMEDIC_CLIENT_SEND_TIMEOUT, UPMEDIC_HEALTH_TIMEOUT or UPMEDIC_SHUTDOWN_TIMEOUT?`,
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)

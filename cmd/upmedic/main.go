@@ -104,6 +104,8 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 	ps := proxy.Settings{
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		ConnectTimeout: cfg.ConnectTimeout, ResponseTimeout: cfg.ResponseTimeout, ReadTimeout: cfg.ReadTimeout,
+		ClientHeaderTimeout: cfg.ClientHeaderTimeout, ClientBodyTimeout: cfg.ClientBodyTimeout,
+		ClientSendTimeout:      cfg.ClientSendTimeout,
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, BufferBytes: bufferBytes(cfg.BufferBytes),
 		MaxConns: cfg.MaxConns, Hold: cfg.Hold, ExposeDetails: cfg.ExposeDetails, Name: cfg.Name,
 		Journal: journal, Traffic: traffic, Logger: log,
@@ -153,7 +155,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 		adminSrv = &http.Server{
 			Handler: admin.NewHandler(admin.Settings{
 				Upstream: cfg.upstream.String(), Journal: journal, Traffic: traffic,
-				Checker: checker, Breaker: breaker, Logger: log, Version: version,
+				Checker: checker, Breaker: breaker, Timers: p, Logger: log, Version: version,
 				Started: started, Config: configInEffect(cfg),
 			}),
 			ReadHeaderTimeout: 5 * time.Second,

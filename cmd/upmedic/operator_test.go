@@ -114,7 +114,7 @@ func TestServeNamesEveryUnknownVariable(t *testing.T) {
 	code, out, errOut := runUpmedic(t, []string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_UPSTREAM_TIMEOUT=5s", "UPMEDIC_FOO=1"}, "serve")
 	want := "upmedic: UPMEDIC_FOO=\"1\": unknown variable; `upmedic env` lists the accepted ones\n" +
 		"upmedic: UPMEDIC_UPSTREAM_TIMEOUT=\"5s\": unknown variable; `upmedic env` lists the accepted ones; " +
-		"did you mean UPMEDIC_CONNECT_TIMEOUT, UPMEDIC_RESPONSE_TIMEOUT, UPMEDIC_READ_TIMEOUT, UPMEDIC_HEALTH_TIMEOUT or UPMEDIC_SHUTDOWN_TIMEOUT?\n"
+		"did you mean UPMEDIC_CONNECT_TIMEOUT, UPMEDIC_RESPONSE_TIMEOUT, UPMEDIC_READ_TIMEOUT, UPMEDIC_CLIENT_HEADER_TIMEOUT, UPMEDIC_CLIENT_BODY_TIMEOUT, UPMEDIC_CLIENT_SEND_TIMEOUT, UPMEDIC_HEALTH_TIMEOUT or UPMEDIC_SHUTDOWN_TIMEOUT?\n"
 	if code != 2 || out != "" || errOut != want {
 		t.Errorf("exit %d, stdout %q, stderr\n%s\nwant exit 2 and\n%s", code, out, errOut, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.uber.org/goleak"
 	"io"
 	"net"
 	"net/http"
@@ -44,7 +45,10 @@ func TestMain(m *testing.M) {
 	case os.Getenv(connectEnv) != "":
 		os.Exit(connectHelper(os.Getenv(connectEnv), os.Getenv(connectPathEnv)))
 	}
-	os.Exit(m.Run())
+	// serve's goroutines (servers, checker, drain) must all end with it.
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
 }
 
 // connectHelper is the client process of the socket-mode tests.

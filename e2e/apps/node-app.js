@@ -10,6 +10,9 @@
 //                              then "data: two" and the end of the stream
 //   GET /release?id=ID         lets stream ID finish; 404 when no such stream
 //                              is open (so a test knows it was still open)
+//   POST /refuse-upload         413 at once, before reading the body, then
+//                              destroys the socket (an app refusing an
+//                              upload early)
 //   GET /ws/echo (Upgrade)     a minimal RFC 6455 WebSocket server that echoes
 //                              text and binary messages and answers close
 //   anything else              200 "hello from node"
@@ -30,6 +33,11 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': length });
       // Destroy only once the partial body is on the wire.
       res.write(Buffer.alloc(send, 'x'), () => res.socket.destroy());
+      return;
+    }
+    case '/refuse-upload': {
+      res.writeHead(413, { 'Content-Type': 'text/plain', 'Connection': 'close' });
+      res.end('too large\n', () => req.socket.destroy());
       return;
     }
     case '/events/stream': {

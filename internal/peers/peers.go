@@ -40,7 +40,7 @@ func All() []Peer {
 		{Name: "nginx", Programs: []string{"nginx"}, Package: "nginx",
 			Suites: "e2e: every scenario behind real nginx (TestScenarios); bench -smoke"},
 		{Name: "gunicorn", Programs: []string{"/usr/bin/gunicorn", "gunicorn"}, Requires: []string{"/usr/bin/python3"}, Package: "gunicorn",
-			Suites: "e2e: the gunicorn scenarios (healthy app, socket 0600, worker timeout, 40 KiB of Set-Cookie, slow view)"},
+			Suites: "e2e: the gunicorn scenarios (healthy app, socket 0600, worker timeout, the kill timer named, 40 KiB of Set-Cookie, slow view) and the keep-alive idle limit learned (TestKeepAliveIdleLimitLearned)"},
 		{Name: "php-fpm", Programs: []string{"php-fpm8.2", "php-fpm8.3", "php-fpm8.4", "php-fpm"}, Package: "php8.2-fpm",
 			Suites: "e2e: the PHP-FPM scenario"},
 		{Name: "node", Programs: []string{"/usr/bin/node", "node"}, Package: "nodejs",
