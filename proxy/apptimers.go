@@ -127,11 +127,20 @@ func (k *killTimers) report() []KillTimer {
 	return out
 }
 
+// idleTolerance is how far past the shortest idle death another may lie and
+// still show the same limit: wider than a kill timer's, as an idle death is
+// seen only when the connection is next wanted, and apps close idle
+// connections in sweeps (gunicorn once a second), so deaths at one limit are
+// seen up to a sweep and a request gap apart.
+func idleTolerance(shortest time.Duration) time.Duration {
+	return max(2*time.Second, shortest/4)
+}
+
 // idleLimits learns the upstream's keep-alive idle limit from idle deaths:
 // pooled connections the upstream closed while they sat idle, found closed
 // by the check before reuse (at an idle age no shorter than the limit) or
 // lost to a keep-alive race (at about the limit). When at least timerSupport
-// deaths within timerWindow lie within timerTolerance of the shortest of
+// deaths within timerWindow lie within idleTolerance of the shortest of
 // them, and no connection carried a request after a longer idle time in the
 // current or the previous quarter hour, that shortest idle age is the
 // learned limit. A shorter one learned later replaces it; it is kept
@@ -212,7 +221,7 @@ func (l *idleLimits) died(age time.Duration, now time.Time) {
 	for i := 0; i+timerSupport <= n; i++ {
 		shortest, support := ages[i], 0
 		for _, a := range ages[i:n] {
-			if a-shortest > timerTolerance(shortest) {
+			if a-shortest > idleTolerance(shortest) {
 				break
 			}
 			support++

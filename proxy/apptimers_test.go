@@ -162,6 +162,24 @@ func TestIdleLimitLearned(t *testing.T) {
 			t.Errorf("report %+v, retire after %v; want %+v", rep, l.retireAfter(), want)
 		}
 	})
+	t.Run("a sweep's jitter", func(t *testing.T) {
+		// gunicorn --keep-alive 1 closes in a once-a-second sweep: deaths at
+		// one limit are seen up to two seconds apart.
+		var l idleLimits
+		for i, a := range []float64{2.9, 1.0, 2.95} {
+			l.died(secs(a), t0.Add(time.Duration(i)*time.Minute))
+		}
+		if got := l.report().Limit; got != secs(1) {
+			t.Errorf("deaths at 1, 2.9, 2.95 s: limit %v, want 1s", got)
+		}
+		var far idleLimits
+		for i, a := range []float64{3.1, 1.0, 3.2} {
+			far.died(secs(a), t0.Add(time.Duration(i)*time.Minute))
+		}
+		if got := far.report().Limit; got != 0 {
+			t.Errorf("deaths at 1, 3.1, 3.2 s: limit %v, want none (more than 2 s apart)", got)
+		}
+	})
 	t.Run("spread deaths", func(t *testing.T) {
 		var l idleLimits
 		for i, a := range []float64{5.2, 8, 20, 12, 40} {
