@@ -71,8 +71,9 @@ func disguisedFraming(name []byte) bool {
 }
 
 // validAuthority reports whether b is uri-host [ ":" port ] (RFC 3986
-// section 3.2.2) without userinfo: reg-name or IPv4 characters, or an
-// IP-literal in brackets, and a port of at most five digits.
+// section 3.2.2) without userinfo and without pct-encoding: reg-name or
+// IPv4 characters, or an IP-literal in brackets, and a port of at most five
+// digits.
 func validAuthority(b []byte) bool {
 	host := b
 	if len(b) > 0 && b[0] == '[' {
@@ -98,13 +99,12 @@ func validAuthority(b []byte) bool {
 		return false
 	}
 	if host[0] != '[' {
+		// reg-name without pct-encoding: a host spelled %2e or %00 reads
+		// differently to every resolver and router behind.
 		for _, c := range host {
-			if !regNameChar[c] || c == '[' || c == ']' || c == ':' {
+			if !regNameChar[c] || c == '[' || c == ']' || c == ':' || c == '%' {
 				return false
 			}
-		}
-		if !pctEncodingOK(host) {
-			return false
 		}
 	}
 	if len(b) > 0 { // ":" port

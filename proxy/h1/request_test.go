@@ -126,6 +126,8 @@ func TestRequestScannerRejects(t *testing.T) {
 		{"two hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ErrHost},
 		{"empty host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", ErrHost},
 		{"userinfo host", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", ErrHost},
+		{"percent-encoded host", "GET / HTTP/1.1\r\nHost: a%2eb\r\n\r\n", ErrHost},
+		{"percent-encoded target host", "GET http://%00/ HTTP/1.0\r\n\r\n", ErrTargetForm},
 		{"method not token", "G(T / HTTP/1.1\r\n" + host + "\r\n", ErrMethod},
 		{"double space", "GET  / HTTP/1.1\r\n" + host + "\r\n", ErrRequestLine},
 		{"no version", "GET /\r\n" + host + "\r\n", ErrRequestLine},
