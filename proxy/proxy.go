@@ -63,10 +63,10 @@ type Settings struct {
 	ExposeDetails bool
 	// Name is the Proxy-Status member name, an sf-token. Empty means "upmedic".
 	Name string
-	// FastCGI says the upstream is PHP-FPM (or another FastCGI server), so
-	// that a kill timer's hint names request_terminate_timeout first. It
-	// changes nothing else yet: the FastCGI transport will set it.
-	FastCGI bool
+	// FastCGI, when set, makes the upstream a FastCGI server (PHP-FPM):
+	// requests go to it as FastCGI records, and hints name PHP-FPM's
+	// settings. Nil means the upstream speaks HTTP.
+	FastCGI *FastCGI
 
 	// Health, when set, makes requests fail fast with upstream_unhealthy while
 	// it reports the upstream down (unless Hold is set). Nil means no active
@@ -185,7 +185,7 @@ func New(s Settings) *Proxy {
 		holdSlots:       make(chan struct{}, s.MaxConns),
 		expose:          s.ExposeDetails,
 		name:            s.Name,
-		fastCGI:         s.FastCGI,
+		fastCGI:         s.FastCGI != nil,
 		health:          s.Health,
 		breaker:         s.Breaker,
 		journal:         s.Journal,
