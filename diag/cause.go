@@ -200,6 +200,8 @@ func (d *Diagnosis) Hint() string {
 		return string(d.appendTimerHint(make([]byte, 0, 512)))
 	case d.Cause == ConnectionTerminated && d.FastCGI:
 		return fastCGITerminatedHint
+	case d.Cause == HTTPResponseIncomplete && d.FastCGI:
+		return fastCGIIncompleteHint
 	case d.Cause == HTTPProtocolError && d.Answered == AnsweredHTTP:
 		return answeredHTTPHint
 	case d.Cause == HTTPProtocolError && d.Answered == AnsweredFastCGI:
@@ -217,6 +219,8 @@ const (
 	fastCGITerminatedHint = "PHP-FPM closed or reset the connection without FCGI_END_REQUEST: its worker died in the middle of the request. " +
 		"request_terminate_timeout killed it (php-fpm's log: \"execution timed out\"), it ran out of memory (memory_limit is PHP's own error; the OOM killer is the kernel's log), " +
 		"or it crashed (\"exited on signal\"); max_execution_time ends a script with a PHP fatal error instead. See the FPM log at this time."
+	fastCGIIncompleteHint = "PHP-FPM's worker died after the script had begun its answer (no FCGI_END_REQUEST), or the script sent less than its Content-Length: " +
+		"request_terminate_timeout, memory_limit or a crash; see the FPM log at this time."
 	answeredHTTPHint = "the upstream answered FastCGI with HTTP: an HTTP server (nginx, Node, gunicorn) listens there, not PHP-FPM. " +
 		"Point UPMEDIC_UPSTREAM at PHP-FPM's listen address, or use http:// for an HTTP app."
 	answeredFastCGIHint = "the upstream answered HTTP with FastCGI records: a FastCGI server (PHP-FPM) listens there. " +
