@@ -441,21 +441,32 @@ func (r *stderrRing) note(p *Proxy, ctx *fasthttp.RequestCtx, kind fastcgi.Stder
 }
 
 // FastCGIStderr returns the most recent STDERR texts of PHP-FPM, oldest
-// first, and how many were not kept (over the rate limit); nil for an HTTP
-// upstream.
-func (p *Proxy) FastCGIStderr() (lines []StderrLine, suppressed int64) {
+// first; nil for an HTTP upstream.
+func (p *Proxy) FastCGIStderr() []StderrLine {
 	if p.fcgi == nil {
-		return nil, 0
+		return nil
 	}
 	r := &p.fcgi.stderr
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	first := max(r.n-stderrLines, 0)
-	lines = make([]StderrLine, 0, r.n-first)
+	lines := make([]StderrLine, 0, r.n-first)
 	for i := first; i < r.n; i++ {
 		lines = append(lines, r.lines[i%stderrLines])
 	}
-	return lines, r.suppressed
+	return lines
+}
+
+// FastCGIStderrSuppressed returns how many STDERR texts were over the rate
+// limit, counted but neither kept nor logged.
+func (p *Proxy) FastCGIStderrSuppressed() int64 {
+	if p.fcgi == nil {
+		return 0
+	}
+	r := &p.fcgi.stderr
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.suppressed
 }
 
 // poolBusy adds PHP-FPM's pool status to the diagnosis of a timeout when

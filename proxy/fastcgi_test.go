@@ -150,7 +150,7 @@ func TestFastCGIPHPFPM(t *testing.T) {
 	t.Run("missing script: PHP-FPM's 404 labelled script_not_found", func(t *testing.T) {
 		r := get(t, addr, "/missing.php")
 		wantPassthrough(t, r, 404, diag.ScriptNotFound)
-		lines, _ := p.FastCGIStderr()
+		lines := p.FastCGIStderr()
 		if len(lines) == 0 || lines[len(lines)-1].Kind != fastcgi.StderrScriptUnknown.String() ||
 			lines[len(lines)-1].Script != filepath.Join(f.Root, "missing.php") {
 			t.Errorf("stderr lines %+v: want the script path of the last one", lines)
