@@ -198,9 +198,38 @@ func (d *Diagnosis) Hint() string {
 		return slowClientsHint
 	case d.Cause == ConnectionTerminated && d.Timer > 0:
 		return string(d.appendTimerHint(make([]byte, 0, 512)))
+	case d.Cause == ConnectionTerminated && d.FastCGI:
+		return fastCGITerminatedHint
+	case d.Cause == HTTPResponseIncomplete && d.FastCGI:
+		return fastCGIIncompleteHint
+	case d.Cause == HTTPProtocolError && d.Answered == AnsweredHTTP:
+		return answeredHTTPHint
+	case d.Cause == HTTPProtocolError && d.Answered == AnsweredFastCGI:
+		return answeredFastCGIHint
+	case d.Cause == HTTPProtocolError && d.FastCGI:
+		return fastCGIProtocolHint
+	case d.Pool && (d.Cause == HTTPResponseTimeout || d.Cause == ConnectionTimeout):
+		return fastCGIBusyHint
 	}
 	return d.Cause.Hint()
 }
+
+// The hints of a FastCGI upstream (PHP-FPM), and of the wrong protocol.
+const (
+	fastCGITerminatedHint = "PHP-FPM closed or reset the connection without FCGI_END_REQUEST: its worker died in the middle of the request. " +
+		"request_terminate_timeout killed it (php-fpm's log: \"execution timed out\"), it ran out of memory (memory_limit is PHP's own error; the OOM killer is the kernel's log), " +
+		"or it crashed (\"exited on signal\"); max_execution_time ends a script with a PHP fatal error instead. See the FPM log at this time."
+	fastCGIIncompleteHint = "PHP-FPM's worker died after the script had begun its answer (no FCGI_END_REQUEST), or the script sent less than its Content-Length: " +
+		"request_terminate_timeout, memory_limit or a crash; see the FPM log at this time."
+	answeredHTTPHint = "the upstream answered FastCGI with HTTP: an HTTP server (nginx, Node, gunicorn) listens there, not PHP-FPM. " +
+		"Point UPMEDIC_UPSTREAM at PHP-FPM's listen address, or use http:// for an HTTP app."
+	answeredFastCGIHint = "the upstream answered HTTP with FastCGI records: a FastCGI server (PHP-FPM) listens there. " +
+		"Use UPMEDIC_UPSTREAM=fastcgi://... with UPMEDIC_FASTCGI_ROOT."
+	fastCGIProtocolHint = "the upstream broke the FastCGI protocol or sent a CGI header that is not valid: it may not be PHP-FPM " +
+		"(a uwsgi, TLS or database port, or an HTTP server that said nothing), or a script wrote a malformed header line (Status, a name with a space)."
+	fastCGIBusyHint = "every PHP-FPM worker was busy (pm.max_children reached; see listen-queue, active-processes, max-children from pm.status_path): " +
+		"the request waited for a free worker. Find the slow scripts (request_slowlog_timeout, slowlog) or raise pm.max_children if memory allows."
+)
 
 // appendTimerHint appends the hint of a premature close at the age of a kill
 // timer in the app: "closed at 30.2 s like the 4 before it: a timer in the

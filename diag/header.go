@@ -44,9 +44,27 @@ type Diagnosis struct {
 	TimerPrior int
 	// FastCGI says the upstream speaks FastCGI (PHP-FPM): Hint names
 	// PHP-FPM's settings first.
-	FastCGI  bool
-	Upstream string // upstream, only with EXPOSE_DETAILS
+	FastCGI bool
+	// Answered is the answered parameter of http_protocol_error: the
+	// protocol the upstream's first bytes belong to when it is not the one
+	// upmedic speaks to it (AnsweredHTTP from a FastCGI upstream,
+	// AnsweredFastCGI from an HTTP one); empty when unknown.
+	Answered string
+	// Pool says the next three are PHP-FPM's pool status (pm.status_path,
+	// read by the health checker) at the time of a timeout: listen-queue,
+	// active-processes and, for pm = static, max-children.
+	Pool            bool
+	ListenQueue     int
+	ActiveProcesses int
+	MaxChildren     int
+	Upstream        string // upstream, only with EXPOSE_DETAILS
 }
+
+// The values of Diagnosis.Answered.
+const (
+	AnsweredHTTP    = "http"
+	AnsweredFastCGI = "fastcgi"
+)
 
 // AppendHeader appends d as the X-Upstream-Diagnosis structured field (RFC
 // 9651: a token with parameters) to dst. With expose it adds the upstream
@@ -81,6 +99,17 @@ func (d *Diagnosis) AppendHeader(dst []byte, expose bool) []byte {
 	}
 	if d.Timer > 0 {
 		dst = appendIntParam(dst, "timer-s", int64(d.Timer/time.Second))
+	}
+	if d.Answered != "" {
+		dst = append(dst, ";answered="...)
+		dst = append(dst, d.Answered...)
+	}
+	if d.Pool {
+		dst = appendIntParam(dst, "listen-queue", int64(d.ListenQueue))
+		dst = appendIntParam(dst, "active-processes", int64(d.ActiveProcesses))
+		if d.MaxChildren > 0 {
+			dst = appendIntParam(dst, "max-children", int64(d.MaxChildren))
+		}
 	}
 	if d.TrippedBy.IsFailure() {
 		dst = append(dst, ";tripped-by="...)

@@ -35,14 +35,22 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 	switch cause {
 	case diag.HTTPResponseHeaderSectionSize:
 		x.d.Limit = p.pool.headerBytes
-		x.d.HeaderSectionSize = measureHeaderSection(c, p.readTimeout)
+		if c.fcgi != nil {
+			x.d.HeaderSectionSize = c.fcgi.h.Size // the reader measured it
+		} else {
+			x.d.HeaderSectionSize = measureHeaderSection(c, p.readTimeout)
+		}
+	case diag.HTTPProtocolError:
+		x.d.Answered = p.answeredProtocol(c, err)
+	case diag.HTTPResponseTimeout, diag.ConnectionTimeout:
+		p.poolBusy(&x.d, now)
 	case diag.ConnectionLimitReached:
 		if x.d.Errno == 0 {
 			x.d.Limit = cap(p.pool.slots)
 			x.d.ClientBodies = int(p.pool.bodies.Load())
 		}
 	case diag.ConnectionTerminated:
-		if phase == diag.PhaseHeader && c.br.Buffered() == 0 {
+		if phase == diag.PhaseHeader && !c.received() {
 			// No response byte came: a crash, or a timer in the app that
 			// kills requests at a fixed age.
 			age := now.Sub(x.sent)

@@ -123,7 +123,8 @@ type Proxy struct {
 	traffic         *diag.Traffic
 	log             *slog.Logger
 	limiter         logLimiter
-	exchanges       sync.Pool // *exchange
+	fcgi            *fastcgiUpstream // nil for an HTTP upstream
+	exchanges       sync.Pool        // *exchange
 	// clientTimeouts are the front server's header, body and send timeouts.
 	clientTimeouts [3]time.Duration
 }
@@ -192,6 +193,10 @@ func New(s Settings) *Proxy {
 		traffic:         s.Traffic,
 		log:             s.Logger,
 		clientTimeouts:  [3]time.Duration{s.ClientHeaderTimeout, s.ClientBodyTimeout, s.ClientSendTimeout},
+	}
+	if s.FastCGI != nil {
+		p.fcgi = newFastCGIUpstream(s.FastCGI)
+		p.pool.readBytes = fastCGIReadBytes
 	}
 	p.exchanges.New = func() any {
 		x := &exchange{p: p}
@@ -272,6 +277,8 @@ type exchange struct {
 	// clientBody and limited read the request body being sent upstream.
 	clientBody clientBody
 	limited    io.LimitedReader
+	// fx is the FastCGI part, for a FastCGI upstream.
+	fx fcgiExchange
 }
 
 // requestBufferBytes is the largest request body, with a Content-Length,
@@ -313,9 +320,10 @@ func (p *Proxy) ServeHTTP(ctx *fasthttp.RequestCtx) {
 		p.answer(x)
 	}
 	end := time.Now()
-	if cause == diag.UpstreamStatus {
-		// The app's own 5xx: counted and kept like every diagnosis, though
-		// the breaker took it for a success (the app answered).
+	if cause.Passthrough() {
+		// The app's own 5xx, or PHP-FPM's 404 or 403 of a script: counted
+		// and kept like every diagnosis, though the breaker took it for a
+		// success (the app answered).
 		x.d.Elapsed = end.Sub(x.start)
 		p.journal.Record(end, &x.d, diag.PhaseHeader, false, ctx.Method(), ctx.Request.Header.RequestURI())
 	}
@@ -369,7 +377,11 @@ var strSchemeEnd = []byte("://")
 // whose request body fails gets its own 4xx, and None: the app did not fail.
 func (x *exchange) run() diag.Cause {
 	p := x.p
-	if err := x.bufferBody(); err != nil {
+	if p.fcgi != nil {
+		if !x.prepareFastCGI() {
+			return diag.None
+		}
+	} else if err := x.bufferBody(); err != nil {
 		p.rejectBody(x)
 		return diag.None
 	}
@@ -388,9 +400,11 @@ func (x *exchange) run() diag.Cause {
 		}
 		if err == nil {
 			if st := x.ctx.Response.StatusCode(); st >= 500 {
-				x.d = diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: st}
+				x.d = diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: st, FastCGI: p.fastCGI}
+			}
+			if x.d.Cause.Passthrough() {
 				p.labelUpstreamStatus(x)
-				return diag.UpstreamStatus
+				return x.d.Cause
 			}
 			return diag.None
 		}
@@ -495,6 +509,9 @@ func holdable(err error) bool {
 // small body whole. On success ctx.Response holds the upstream's answer and c
 // belongs to the pool or to the response's body stream.
 func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
+	if p.fcgi != nil {
+		return p.roundTripFastCGI(x, c)
+	}
 	ctx := x.ctx
 	// UPMEDIC_RESPONSE_TIMEOUT counts from the request's arrival (its
 	// first attempt): what nginx's proxy_read_timeout, which must exceed it,
@@ -594,17 +611,23 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 	default:
 		s.framing, s.remaining = framingClose, 0
 	}
+	x.stream(s, cl)
+	return diag.PhaseBody, nil
+}
+
+// stream makes s the response body, of length cl, -1 when unknown.
+func (x *exchange) stream(s *bodyStream, cl int) {
+	ctx := x.ctx
 	if x.http10 && cl < 0 {
 		// An HTTP/1.0 client cannot read chunked framing (RFC 9112 section
 		// 6.1): its body ends with the connection instead.
 		s.closeDelimited(ctx)
-		return diag.PhaseBody, nil
+		return
 	}
 	ctx.Response.SetBodyStream(s, cl)
 	// The status and headers go downstream now, not with the first body
 	// bytes: server-sent events and long polls must see them at once.
 	ctx.Response.ImmediateHeaderFlush = true
-	return diag.PhaseBody, nil
 }
 
 // readHeader reads the upstream's response header section into x.resp,
@@ -784,19 +807,34 @@ func (p *Proxy) copyHeader(x *exchange, resp *fasthttp.Response) {
 	}
 	x.ps = x.ps[:0]
 	for _, f := range r.Fields {
-		switch k := f.Name; {
-		case hopByHop(k), bytes.EqualFold(k, strContentLength), connectionListed(r, k),
-			bytes.EqualFold(k, strDiagnosis):
-			continue
-		case bytes.EqualFold(k, strProxyStatus):
-			if len(x.ps) > 0 {
-				x.ps = append(x.ps, ", "...)
-			}
-			x.ps = append(x.ps, f.Value...)
+		if k := f.Name; hopByHop(k) || bytes.EqualFold(k, strContentLength) || connectionListed(r, k) {
 			continue
 		}
-		h.AddBytesKV(f.Name, f.Value)
+		p.addField(x, h, f.Name, f.Value)
 	}
+	p.setProxyStatus(x, h)
+}
+
+// addField adds one field of the upstream's response to h, except the
+// diagnosis headers: an X-Upstream-Diagnosis is dropped, and Proxy-Status
+// values are gathered in x.ps for setProxyStatus.
+func (p *Proxy) addField(x *exchange, h *fasthttp.ResponseHeader, name, value []byte) {
+	switch {
+	case bytes.EqualFold(name, strDiagnosis):
+		return
+	case bytes.EqualFold(name, strProxyStatus):
+		if len(x.ps) > 0 {
+			x.ps = append(x.ps, ", "...)
+		}
+		x.ps = append(x.ps, value...)
+		return
+	}
+	h.AddBytesKV(name, value)
+}
+
+// setProxyStatus sets the upstream's Proxy-Status gathered in x.ps, without
+// the members of upmedic's name.
+func (p *Proxy) setProxyStatus(x *exchange, h *fasthttp.ResponseHeader) {
 	if len(x.ps) > 0 {
 		// A Proxy-Status that is not a valid list cannot be trusted at all.
 		if kept, ok := diag.FilterProxyStatus(x.buf[:0], x.ps, p.name); ok && len(kept) > 0 {
@@ -846,7 +884,7 @@ func keepAliveRace(phase diag.Phase, err error, c *conn) bool {
 		return true
 	case diag.PhaseHeader:
 		cause := diag.ClassifyIn(phase, refine(phase, err, c))
-		return cause == diag.ConnectionTerminated && c.br.Buffered() == 0
+		return cause == diag.ConnectionTerminated && !c.received()
 	}
 	return false
 }
@@ -872,7 +910,7 @@ func refine(phase diag.Phase, err error, c *conn) error {
 	if phase != diag.PhaseHeader {
 		return err
 	}
-	if n := c.br.Buffered(); n > 0 {
+	if n := c.br.Buffered(); n > 0 && c.fcgi == nil {
 		b, _ := c.br.Peek(min(n, len(httpPrefix)))
 		if !bytes.HasPrefix(httpPrefix, b) {
 			return diag.ErrNotHTTP

@@ -20,6 +20,7 @@ const (
 	framingLength  = iota // Content-Length bytes
 	framingChunked        // Transfer-Encoding: chunked, decoded here and re-chunked by fasthttp
 	framingClose          // until the upstream closes (HTTP/1.0 style)
+	framingFastCGI        // FastCGI STDOUT until FCGI_END_REQUEST; remaining bytes when not negative
 )
 
 // errBadChunk is returned when chunked framing is malformed: the upstream
@@ -44,6 +45,7 @@ type bodyStream struct {
 	head      []byte           // closeDelimited: the response head it writes
 	front     *frontConn       // closeDelimited: the client's connection, to reset
 	req       diag.RequestLine // the request, for the journal if the body fails
+	prefix    []byte           // framingFastCGI: body bytes read before streaming began
 }
 
 var bodyStreamPool = sync.Pool{New: func() any { return new(bodyStream) }}
@@ -113,6 +115,8 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 				return 0, io.EOF
 			}
 		}
+	case framingFastCGI:
+		return s.readFastCGI(b)
 	default: // framingClose: the body ends when the upstream closes
 		n, err := s.c.br.Read(b)
 		if err == io.EOF {
@@ -131,6 +135,46 @@ func (s *bodyStream) Read(b []byte) (int, error) {
 	n, err := s.c.br.Read(b)
 	s.remaining -= int64(n)
 	if err != nil {
+		return n, s.fail(err)
+	}
+	return n, nil
+}
+
+// readFastCGI reads a FastCGI upstream's body: the bytes read before the
+// stream began, then STDOUT. A body that announced its length ends there,
+// and the connection is reused only if FCGI_END_REQUEST follows at once; a
+// body that did not ends with FCGI_END_REQUEST.
+func (s *bodyStream) readFastCGI(b []byte) (int, error) {
+	fc := s.c.fcgi
+	limited := s.remaining >= 0
+	if limited && s.remaining == 0 {
+		s.done = true
+		if n, err := fc.r.Read(fc.one[:]); n > 0 || !errors.Is(err, io.EOF) {
+			s.reusable = false // more than announced, or no clean end: not reused
+		}
+		return 0, io.EOF
+	}
+	if limited && int64(len(b)) > s.remaining {
+		b = b[:s.remaining]
+	}
+	var n int
+	var err error
+	if len(s.prefix) > 0 {
+		n = copy(b, s.prefix)
+		s.prefix = s.prefix[n:]
+	} else {
+		n, err = fc.r.Read(b)
+	}
+	if limited {
+		s.remaining -= int64(n)
+	}
+	switch {
+	case errors.Is(err, io.EOF) && limited && s.remaining > 0:
+		return n, s.fail(io.ErrUnexpectedEOF) // the script announced more
+	case errors.Is(err, io.EOF):
+		s.done = true
+		return n, io.EOF
+	case err != nil:
 		return n, s.fail(err)
 	}
 	return n, nil

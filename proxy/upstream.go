@@ -41,6 +41,17 @@ type conn struct {
 	peekBuf    [1]byte
 	peekAlive  bool
 	peekClosed bool // the peek found the connection closed or reset by the upstream
+
+	fcgi *fcgiConn // the FastCGI state, for a FastCGI upstream
+}
+
+// received reports whether the upstream sent any byte of an answer to the
+// request in progress.
+func (c *conn) received() bool {
+	if c.fcgi != nil {
+		return c.fcgi.r.Received()
+	}
+	return c.br.Buffered() > 0
 }
 
 // Read reads from the socket, moving the deadline first when idle is set.
@@ -108,7 +119,10 @@ type pool struct {
 	network, address string
 	connectTimeout   time.Duration
 	headerBytes      int
-	traffic          *diag.Traffic
+	// readBytes, when larger than headerBytes, is the read buffer's size
+	// (FastCGI records carry up to 64 KiB each).
+	readBytes int
+	traffic   *diag.Traffic
 
 	slots chan struct{} // a token per open connection
 	idle  chan *conn    // keep-alive connections ready for reuse
@@ -274,7 +288,7 @@ func (p *pool) dial(start time.Time) (*conn, error) {
 			c.rc, c.peek = rc, c.peekFn()
 		}
 	}
-	c.br = bufio.NewReaderSize(c, p.headerBytes)
+	c.br = bufio.NewReaderSize(c, max(p.headerBytes, p.readBytes))
 	c.bw = bufio.NewWriterSize(nc, 4096)
 	return c, nil
 }
