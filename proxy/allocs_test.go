@@ -29,6 +29,24 @@ func TestZeroAllocs(t *testing.T) {
 			t.Errorf("proxied GET: %v allocs per request, want 0", n)
 		}
 	})
+	t.Run("FastCGI GET", func(t *testing.T) {
+		p := New(Settings{Network: "tcp", Address: fastFastCGIUpstream(t), Logger: quietLogger(),
+			Journal: new(diag.Journal), Traffic: new(diag.Traffic),
+			Breaker: health.NewBreaker(health.BreakerSettings{Logger: quietLogger()}),
+			FastCGI: &FastCGI{Root: "/var/www/app", FrontController: "/index.php"}})
+		defer p.Close()
+		ctx := newCtx()
+		serveOnce(t, p, ctx, 200)
+		if got := string(ctx.Response.Body()); len(got) != 100 || got[:3] != "abc" {
+			t.Fatalf("body %q", got)
+		}
+		if n := testing.AllocsPerRun(500, func() { serveOnce(t, p, ctx, 200) }); n != 0 {
+			t.Errorf("FastCGI GET: %v allocs per request, want 0", n)
+		}
+		if opened := p.traffic.OpenConns(); opened != 1 {
+			t.Errorf("%d upstream connections open, want the one kept", opened)
+		}
+	})
 	t.Run("app's own 502, labelled and journalled", func(t *testing.T) {
 		journal := new(diag.Journal)
 		addr := fasthttpUpstream(t, func(ctx *fasthttp.RequestCtx) {

@@ -97,6 +97,21 @@ func BenchmarkProxiedGET(b *testing.B) {
 	}
 }
 
+// BenchmarkProxiedFastCGI is BenchmarkProxiedGET with a FastCGI upstream:
+// the same 100-byte answer, as records.
+func BenchmarkProxiedFastCGI(b *testing.B) {
+	p := New(Settings{Network: "tcp", Address: fastFastCGIUpstream(b), Logger: quietLogger(),
+		Journal: new(diag.Journal), Traffic: new(diag.Traffic),
+		Breaker: health.NewBreaker(health.BreakerSettings{Logger: quietLogger()}),
+		FastCGI: &FastCGI{Root: "/var/www/app", FrontController: "/index.php"}})
+	defer p.Close()
+	ctx := newCtx()
+	b.ReportAllocs()
+	for b.Loop() {
+		serveOnce(b, p, ctx, 200)
+	}
+}
+
 func BenchmarkProxiedGETParallel(b *testing.B) {
 	p := New(Settings{Network: "tcp", Address: fastUpstream(b), Logger: quietLogger(),
 		Journal: new(diag.Journal), Traffic: new(diag.Traffic),

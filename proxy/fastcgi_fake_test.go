@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/upmedic/upmedic/proxy/fastcgi"
+)
+
+// fastFastCGIUpstream serves a canned FastCGI answer (a CGI header and a
+// 100-byte body) to every request, on kept connections, and returns its
+// address. It allocates nothing per request, so that the zero-allocation
+// guards and benchmarks measure the proxy alone.
+func fastFastCGIUpstream(tb testing.TB) string {
+	tb.Helper()
+	body := make([]byte, 100)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	stdout := append([]byte("Content-Type: text/plain\r\nX-Powered-By: fake\r\n\r\n"), body...)
+	var answer []byte
+	answer = fastcgi.Header{Version: fastcgi.Version1, Type: fastcgi.TypeStdout, RequestID: 1,
+		ContentLength: uint16(len(stdout))}.AppendTo(answer)
+	answer = append(answer, stdout...)
+	answer = fastcgi.Header{Version: fastcgi.Version1, Type: fastcgi.TypeEndRequest, RequestID: 1,
+		ContentLength: 8}.AppendTo(answer)
+	answer = append(answer, 0, 0, 0, 0, byte(fastcgi.RequestComplete), 0, 0, 0)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveFakeFastCGI(c, answer)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// serveFakeFastCGI reads records from c and writes answer after each
+// request's empty FCGI_STDIN record.
+func serveFakeFastCGI(c net.Conn, answer []byte) {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 64<<10)
+	var hdr [fastcgi.HeaderLen]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return
+		}
+		h, err := fastcgi.ParseHeader(hdr[:])
+		if err != nil {
+			return
+		}
+		if _, err := br.Discard(int(h.ContentLength) + int(h.PaddingLength)); err != nil {
+			return
+		}
+		if h.Type == fastcgi.TypeStdin && h.ContentLength == 0 {
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	}
+}
