@@ -80,8 +80,8 @@ func TestCheckerFastCGIStatusPage(t *testing.T) {
 		before := time.Now()
 		snap := st.step()
 		ps, at, ok := st.c.PoolStatus()
-		if !ok || ps.Pool != "test" || ps.ProcessManager != "static" || ps.TotalProcesses != 2 || at.Before(before) {
-			t.Fatalf("PoolStatus %+v %v %v, want pool test, static, 2 processes", ps, at, ok)
+		if !ok || ps.Pool != "test" || ps.ProcessManager != "static" || ps.TotalProcesses < 1 || ps.TotalProcesses > 2 || at.Before(before) {
+			t.Fatalf("PoolStatus %+v %v %v, want pool test, static, 1 or 2 processes (the scoreboard fills as workers start)", ps, at, ok)
 		}
 		if snap.Pool == nil || !snap.Pool.OK || snap.Pool.Status != ps || snap.Pool.Error != "" {
 			t.Errorf("snapshot pool %+v", snap.Pool)
