@@ -290,6 +290,10 @@ func (c *Config) checkFastCGI() error {
 		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
 			Accepted: "must be PHP-FPM's pm.status_path: start with /, no query, no spaces or control characters (/fpm-status)"}
 	}
+	if c.FastCGIStatusPath != "" && c.HealthInterval == 0 {
+		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
+			Accepted: "is read by the health checker, which UPMEDIC_HEALTH_INTERVAL=0 turns off; unset one of them"}
+	}
 	if c.FastCGIStatusUpstream != "" {
 		if c.FastCGIStatusPath == "" {
 			return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_UPSTREAM", Value: c.FastCGIStatusUpstream,

@@ -292,6 +292,7 @@ func TestConfigFastCGIErrorsNameTheVariable(t *testing.T) {
 		{"front not php", []string{fcgi, root, "UPMEDIC_FASTCGI_FRONT_CONTROLLER=/index.html"}, []string{`UPMEDIC_FASTCGI_FRONT_CONTROLLER="/index.html"`, ".php"}},
 		{"status path relative", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=status"}, []string{`UPMEDIC_FASTCGI_STATUS_PATH="status"`, "pm.status_path"}},
 		{"status path with query", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/status?json"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "no query"}},
+		{"status path without health checks", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_HEALTH_INTERVAL=0"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "UPMEDIC_HEALTH_INTERVAL=0"}},
 		{"status upstream without path", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_UPSTREAM=127.0.0.1:9001"}, []string{"UPMEDIC_FASTCGI_STATUS_UPSTREAM", "needs UPMEDIC_FASTCGI_STATUS_PATH"}},
 		{"status upstream bad", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=9001"}, []string{`UPMEDIC_FASTCGI_STATUS_UPSTREAM="9001"`, "pm.status_listen"}},
 		{"fastcgi upstream bad", []string{"UPMEDIC_UPSTREAM=fastcgi://unix:php.sock", root}, []string{"UPMEDIC_UPSTREAM", "absolute path"}},

@@ -109,6 +109,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, BufferBytes: bufferBytes(cfg.BufferBytes),
 		MaxConns: cfg.MaxConns, Hold: cfg.Hold, ExposeDetails: cfg.ExposeDetails, Name: cfg.Name,
 		Journal: journal, Traffic: traffic, Logger: log,
+		FastCGI: cfg.fastCGI(),
 	}
 	// UPMEDIC_HEALTH_INTERVAL=0 and UPMEDIC_BREAKER_FAILURES=0 turn them off:
 	// nil in every Settings (and never a nil pointer in proxy's interfaces).
@@ -119,8 +120,13 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			Path: cfg.HealthPath, Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
 			MaxHeaderBytes: cfg.MaxResponseHeaderBytes, Logger: log,
+			FastCGI: cfg.upstream.FastCGI, StatusPath: cfg.FastCGIStatusPath,
+			StatusNetwork: cfg.status.Network, StatusAddress: cfg.status.Address,
 		})
 		ps.Health = checker
+		if ps.FastCGI != nil && cfg.FastCGIStatusPath != "" {
+			ps.FastCGI.Pool = checker
+		}
 	}
 	var breaker *health.Breaker
 	if cfg.BreakerFailures > 0 {
@@ -131,6 +137,10 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 	}
 	p := proxy.New(ps)
 	defer p.Close()
+	var stderrLines admin.FastCGIStderr
+	if ps.FastCGI != nil {
+		stderrLines = p
+	}
 
 	ln, err := listen(cfg.listen, cfg.listenMode)
 	if err != nil {
@@ -156,7 +166,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			Handler: admin.NewHandler(admin.Settings{
 				Upstream: cfg.upstream.String(), Journal: journal, Traffic: traffic,
 				Checker: checker, Breaker: breaker, Timers: p, Logger: log, Version: version,
-				Started: started, Config: configInEffect(cfg),
+				Started: started, Config: configInEffect(cfg), FastCGI: stderrLines,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}
