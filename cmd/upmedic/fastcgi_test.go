@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +129,89 @@ func TestEnvFastCGIRows(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut.String(), "UPMEDIC_FASTCGI_ROOT") || !strings.Contains(errOut.String(), "fastcgi upstream only") {
 		t.Errorf("exit %d, stderr %q", code, errOut.String())
 	}
+}
+
+// upmedic diag probe with fastcgi:// upstreams, against a real php-fpm and a
+// real listener that answers FastCGI bytes in HTTP.
+func TestDiagProbeFastCGI(t *testing.T) {
+	f := fpmtest.Start(t, fpmtest.Pool+`
+[locked]
+%[1]slisten = %[2]s/locked.sock
+listen.owner = root
+listen.group = root
+listen.mode = 0600
+pm = static
+pm.max_children = 1
+`, "unix", "fpm.sock")
+	locked := f.Dir + "/locked.sock"
+	web := answerHTTP400(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		root bool // needs root: --as
+		code int
+		out  []string
+	}{
+		{"ping and status", []string{"UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status"}, []string{"--path", "/fpm-ping", "fastcgi://unix:" + f.Sock}, false, 0, []string{
+			"upmedic diag probe: fastcgi://unix:" + f.Sock,
+			"the upstream speaks FastCGI: FCGI_GET_VALUES answered",
+			"ping path /fpm-ping answered 200 pong",
+			"pool test (pm = static)",
+		}},
+		{"health path from the environment", []string{"UPMEDIC_UPSTREAM=fastcgi://unix:" + f.Sock, "UPMEDIC_HEALTH_PATH=/nope"}, nil, false, 1, []string{
+			"ping path /nope answered 404", "ping.path = /nope",
+		}},
+		{"an http server", nil, []string{"fastcgi://" + web}, false, 1, []string{
+			"the upstream speaks HTTP, not FastCGI", "use UPMEDIC_UPSTREAM=http://" + web,
+		}},
+		{"php-fpm probed as http", []string{"UPMEDIC_UPSTREAM=fastcgi://unix:" + f.Sock, "UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status"},
+			[]string{"--path", "/fpm-ping", "unix:" + f.Sock}, false, 1, []string{"use UPMEDIC_UPSTREAM=fastcgi://unix:" + f.Sock}},
+		{"0600 root socket, unprivileged", nil, []string{"--as", "65534", "fastcgi://unix:" + locked}, true, 1, []string{
+			"FAIL  socket_permission_denied", "listen.owner = <upmedic's user>, listen.group = <a group upmedic is in>, listen.mode = 0660",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.root && os.Geteuid() != 0 {
+				skipOrFail(t, "needs root: --as changes to uid 65534, and root itself bypasses file modes")
+			}
+			code, out := runProbeHelper(t, nil, tc.env, append([]string{"diag", "probe"}, tc.args...)...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, s := range tc.out {
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+// answerHTTP400 listens on loopback and answers whatever arrives with 400,
+// as nginx does to FastCGI bytes.
+func answerHTTP400(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				var b [16]byte
+				if _, err := c.Read(b[:]); err == nil {
+					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

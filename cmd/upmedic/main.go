@@ -34,8 +34,10 @@ commands:
   check                  exit 0 when the running sidecar reports ready (Docker HEALTHCHECK)
   env                    print every UPMEDIC_ variable: its value in effect, where it came
                          from, its default and meaning
-  diag probe [--json] [--as USER] [UPSTREAM]
-                         one-shot doctor against UPSTREAM (default UPMEDIC_UPSTREAM), as USER
+  diag probe [--json] [--as USER] [--path PATH] [UPSTREAM]
+                         one-shot doctor against UPSTREAM (default UPMEDIC_UPSTREAM), as USER;
+                         fastcgi:// upstreams get FCGI_GET_VALUES, PATH as php-fpm's ping.path,
+                         and UPMEDIC_FASTCGI_STATUS_PATH
   diag nginx-log [--json] [--since TIME] [--conf FILE] [FILE|-]
                          classify an nginx error.log; exit 1 when it holds upstream failures
   diag nginx-conf [--json] [FILE]

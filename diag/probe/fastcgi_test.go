@@ -43,7 +43,8 @@ func TestCheckFastCGIRealPHPFPM(t *testing.T) {
 		res := resultOf(t, Check(t.Context(), Settings{Address: f.Sock, FastCGI: true, HealthPath: "/fpm-ping", StatusPath: "/fpm-status"}))
 		res.healthy(t, true)
 		res.expect(t, diag.None, SeverityOK).mustMention(t, "connected to "+f.Sock, "listen.owner, listen.group and listen.mode")
-		mention(t, res, "the upstream speaks FastCGI: FCGI_GET_VALUES answered", "FCGI_MPXS_CONNS=0",
+		mention(t, res, "request   FastCGI: FCGI_GET_VALUES, GET /fpm-ping (ping.path), GET /fpm-status?json (pm.status_path)",
+			"the upstream speaks FastCGI: FCGI_GET_VALUES answered", "FCGI_MPXS_CONNS=0",
 			"ping path /fpm-ping answered 200 pong", "pool test (pm = static):", "total processes; listen queue 0",
 			"on a unix socket it stays 0", "pm.status_listen")
 		if res.j.Status != 200 {
