@@ -80,6 +80,20 @@ func TestStatusFastCGI(t *testing.T) {
 	})
 }
 
+func TestPageFastCGI(t *testing.T) {
+	c := fpmChecker(t, "/fpm-status")
+	stderr := fixedStderr{{At: time.Now(), Method: "GET", Path: "/x.php", Kind: "text", Text: "PHP Warning: <b>x</b>"}}
+	code, body := get(t, NewHandler(Settings{Checker: c, FastCGI: stderr, Logger: quiet()}), "/")
+	if code != http.StatusOK || !strings.Contains(body, "<h2>PHP-FPM</h2>") || !strings.Contains(body, "pool test: ") ||
+		!strings.Contains(body, "1 recent STDERR texts") || strings.Contains(body, "<b>x</b>") {
+		t.Errorf("page %d lacks the PHP-FPM card or shows STDERR text:\n%s", code, body)
+	}
+	_, body = get(t, NewHandler(Settings{Checker: upChecker(t), Logger: quiet()}), "/")
+	if strings.Contains(body, "PHP-FPM</h2>") {
+		t.Errorf("an HTTP upstream's page has a PHP-FPM card")
+	}
+}
+
 // getStatusCompact is getStatus with the JSON text compacted.
 func getStatusCompact(t *testing.T, h http.Handler) (Status, string) {
 	t.Helper()
