@@ -165,13 +165,18 @@ func TestConfigUnknownVariables(t *testing.T) {
 // FuzzParseUpstream: any string gets an address or an error, never a panic,
 // and an accepted address is one upmedic can dial.
 func FuzzParseUpstream(f *testing.F) {
-	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", ""} {
+	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", "",
+		"fastcgi://127.0.0.1:9000", "fastcgi://[::1]:9000/", "fastcgi://unix:/x//", "fastcgi://", "fastcgi://http://a:1", "http://fastcgi://a:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := parseUpstream(s)
 		if err != nil {
 			return
+		}
+		// What /status and the log show parses back to the same upstream.
+		if back, err := parseUpstream(a.String()); err != nil || back != a {
+			t.Errorf("%q: %+v shows as %q, which parses to %+v, %v", s, a, a.String(), back, err)
 		}
 		switch a.Network {
 		case "unix":
