@@ -18,6 +18,8 @@ const fcgiPools = fpmtest.Pool + `
 listen.mode = 0666
 pm = static
 pm.max_children = 1
+pm.status_path = /odd-status
+pm.status_listen = %[2]s/odd-status.sock
 ping.path = /fpm-ping
 ping.response = busy
 `
@@ -80,8 +82,8 @@ func TestCheckerFastCGIStatusPage(t *testing.T) {
 		before := time.Now()
 		snap := st.step()
 		ps, at, ok := st.c.PoolStatus()
-		if !ok || ps.Pool != "test" || ps.ProcessManager != "static" || ps.TotalProcesses != 2 || at.Before(before) {
-			t.Fatalf("PoolStatus %+v %v %v, want pool test, static, 2 processes", ps, at, ok)
+		if !ok || ps.Pool != "test" || ps.ProcessManager != "static" || ps.TotalProcesses < 1 || ps.TotalProcesses > 2 || at.Before(before) {
+			t.Fatalf("PoolStatus %+v %v %v, want pool test, static, 1 or 2 processes (the scoreboard fills as workers start)", ps, at, ok)
 		}
 		if snap.Pool == nil || !snap.Pool.OK || snap.Pool.Status != ps || snap.Pool.Error != "" {
 			t.Errorf("snapshot pool %+v", snap.Pool)
@@ -98,8 +100,16 @@ func TestCheckerFastCGIStatusPage(t *testing.T) {
 			t.Errorf("snapshot pool %+v, want the 404 named", snap.Pool)
 		}
 	})
-	t.Run("own address", func(t *testing.T) {
-		// The status page read from the other pool's socket: its own pool name.
+	t.Run("pm.status_listen", func(t *testing.T) {
+		st := newStepper(t, Settings{Network: "unix", Address: filepath.Join(f.Dir, "odd.sock"), FastCGI: true,
+			StatusPath: "/odd-status", StatusNetwork: "unix", StatusAddress: filepath.Join(f.Dir, "odd-status.sock"),
+			Timeout: waitFor, Rise: 1, Fall: 1, Logger: quiet()})
+		st.step()
+		if ps, _, ok := st.c.PoolStatus(); !ok || ps.Pool != "odd" {
+			t.Fatalf("status from pm.status_listen: %+v %v (%+v)", ps, ok, st.c.Snapshot().Pool)
+		}
+	})
+	t.Run("own address missing", func(t *testing.T) {
 		st := newStepper(t, Settings{Network: "unix", Address: f.Sock, FastCGI: true,
 			StatusPath: "/fpm-status", StatusNetwork: "unix", StatusAddress: filepath.Join(f.Dir, "missing.sock"),
 			Timeout: waitFor, Rise: 1, Fall: 1, Logger: quiet()})

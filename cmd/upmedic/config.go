@@ -290,6 +290,10 @@ func (c *Config) checkFastCGI() error {
 		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
 			Accepted: "must be PHP-FPM's pm.status_path: start with /, no query, no spaces or control characters (/fpm-status)"}
 	}
+	if c.FastCGIStatusPath != "" && c.HealthInterval == 0 {
+		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
+			Accepted: "is read by the health checker, which UPMEDIC_HEALTH_INTERVAL=0 turns off; unset one of them"}
+	}
 	if c.FastCGIStatusUpstream != "" {
 		if c.FastCGIStatusPath == "" {
 			return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_UPSTREAM", Value: c.FastCGIStatusUpstream,
@@ -381,13 +385,13 @@ func parseUpstream(s string) (address, error) {
 	case strings.HasPrefix(s, "https://"):
 		return address{}, errors.New("TLS upstreams are not supported; use host:port, http://host:port or unix:/path/to.sock")
 	case strings.HasPrefix(s, "fastcgi://"):
-		rest := strings.TrimSuffix(strings.TrimPrefix(s, "fastcgi://"), "/")
+		rest := strings.TrimPrefix(s, "fastcgi://")
 		var a address
 		var err error
 		if strings.HasPrefix(rest, "unix:") {
 			a, err = parseUnix(rest)
 		} else {
-			a, err = parseHostPort(rest, 1, "use fastcgi://unix:/run/php/php8.2-fpm.sock or fastcgi://127.0.0.1:9000 (PHP-FPM's listen)")
+			a, err = parseHostPort(strings.TrimSuffix(rest, "/"), 1, "use fastcgi://unix:/run/php/php8.2-fpm.sock or fastcgi://127.0.0.1:9000 (PHP-FPM's listen)")
 		}
 		a.FastCGI = err == nil
 		return a, err

@@ -165,13 +165,18 @@ func TestConfigUnknownVariables(t *testing.T) {
 // FuzzParseUpstream: any string gets an address or an error, never a panic,
 // and an accepted address is one upmedic can dial.
 func FuzzParseUpstream(f *testing.F) {
-	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", ""} {
+	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", "",
+		"fastcgi://127.0.0.1:9000", "fastcgi://[::1]:9000/", "fastcgi://unix:/x//", "fastcgi://", "fastcgi://http://a:1", "http://fastcgi://a:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := parseUpstream(s)
 		if err != nil {
 			return
+		}
+		// What /status and the log show parses back to the same upstream.
+		if back, err := parseUpstream(a.String()); err != nil || back != a {
+			t.Errorf("%q: %+v shows as %q, which parses to %+v, %v", s, a, a.String(), back, err)
 		}
 		switch a.Network {
 		case "unix":
@@ -292,6 +297,7 @@ func TestConfigFastCGIErrorsNameTheVariable(t *testing.T) {
 		{"front not php", []string{fcgi, root, "UPMEDIC_FASTCGI_FRONT_CONTROLLER=/index.html"}, []string{`UPMEDIC_FASTCGI_FRONT_CONTROLLER="/index.html"`, ".php"}},
 		{"status path relative", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=status"}, []string{`UPMEDIC_FASTCGI_STATUS_PATH="status"`, "pm.status_path"}},
 		{"status path with query", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/status?json"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "no query"}},
+		{"status path without health checks", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_HEALTH_INTERVAL=0"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "UPMEDIC_HEALTH_INTERVAL=0"}},
 		{"status upstream without path", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_UPSTREAM=127.0.0.1:9001"}, []string{"UPMEDIC_FASTCGI_STATUS_UPSTREAM", "needs UPMEDIC_FASTCGI_STATUS_PATH"}},
 		{"status upstream bad", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=9001"}, []string{`UPMEDIC_FASTCGI_STATUS_UPSTREAM="9001"`, "pm.status_listen"}},
 		{"fastcgi upstream bad", []string{"UPMEDIC_UPSTREAM=fastcgi://unix:php.sock", root}, []string{"UPMEDIC_UPSTREAM", "absolute path"}},
