@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/health"
-	"github.com/upmedic/upmedic/internal/fpmtest"
+	"github.com/upmedic/upmedic/internal/phpfpm"
 	"github.com/upmedic/upmedic/proxy"
 )
 
@@ -17,7 +17,7 @@ import (
 // reading its status page, once it is up and has read the page once.
 func fpmChecker(t *testing.T, statusPath string) *health.Checker {
 	t.Helper()
-	f := fpmtest.Start(t, fpmtest.Pool, "unix", "fpm.sock")
+	f := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
 	c := runChecker(t, health.Settings{Network: "unix", Address: f.Sock, FastCGI: true, Path: "/fpm-ping",
 		StatusPath: statusPath, Rise: 1, Interval: time.Hour, Timeout: waitFor, Logger: quiet()})
 	select {

@@ -26,13 +26,17 @@ import (
 // nginx's access log says (status, diag=, ps=).
 
 // phpStack starts php-fpm with pool (phpfpm.StartWith) and nginx -> upmedic
-// in front of it; env adds UPMEDIC_ variables.
+// in front of it; env adds UPMEDIC_ variables, "{dir}" in them standing for
+// php-fpm's directory.
 func phpStack(t *testing.T, pool string, env ...string) (*phpfpm.FPM, *stack) {
 	t.Helper()
 	needRoot(t)
 	need(t, "nginx", "php-fpm")
 	f := phpfpm.StartWith(t, pool, "unix", "fpm.sock")
 	dir := scenarioDir(t)
+	for i := range env {
+		env[i] = strings.ReplaceAll(env[i], "{dir}", f.Dir)
+	}
 	s := newStack(t, dir, stackConfig{Upstream: "fastcgi://unix:" + f.Sock, PHPRoot: f.Root,
 		Env:   append([]string{"UPMEDIC_FASTCGI_ROOT=" + f.Root, "UPMEDIC_EXPOSE_DETAILS=false"}, env...),
 		Alone: "return 404;"})
@@ -132,7 +136,7 @@ func TestPHPFPMThroughNginx(t *testing.T) {
 	t.Run("missing script", func(t *testing.T) {
 		wantLabelled(t, s.via.get(t, "/missing.php"), 404, "script_not_found;received-status=404")
 		line := waitUpmedicLogged(t, s.upmedic, "FastCGI stderr", filepath.Join(f.Root, "missing.php"))
-		if !strings.Contains(line, "primary script unknown") {
+		if !strings.Contains(line, `"kind":"script unknown"`) {
 			t.Errorf("log line %s", line)
 		}
 	})
@@ -221,9 +225,8 @@ func TestPHPFPMMaxChildren(t *testing.T) {
 	pool := strings.NewReplacer("pm.max_children = 2", "pm.max_children = 1",
 		"request_terminate_timeout = 1s", "request_terminate_timeout = 20s",
 		"pm.status_path = /fpm-status", "pm.status_path = /fpm-status\npm.status_listen = %[2]s/status.sock").Replace(phpfpm.DefaultPool)
-	f, s := phpStack(t, pool, "UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_HEALTH_INTERVAL=300ms",
+	_, s := phpStack(t, pool, "UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=unix:{dir}/status.sock", "UPMEDIC_HEALTH_INTERVAL=300ms",
 		"UPMEDIC_RESPONSE_TIMEOUT=3s", "UPMEDIC_BREAKER_FAILURES=0")
-	_ = f
 	waitReadyz(t, s.admin, http.StatusOK)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -235,7 +238,15 @@ func TestPHPFPMMaxChildren(t *testing.T) {
 	r := s.via.get(t, "/hello.php")
 	ps := wantDiagnosed(t, r, 504, "http_response_timeout", "http_response_timeout")
 	if ps["active-processes"] != "1" || ps["max-children"] != "1" || ps["listen-queue"] == "" {
-		t.Errorf("params %v: want listen-queue, active-processes=1, max-children=1", ps)
+		resp, err := http.Get("http://" + s.admin + "/status")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if i := strings.Index(string(b), `"fastcgi"`); i >= 0 {
+				b = b[i:]
+			}
+			t.Errorf("params %v: want listen-queue, active-processes=1, max-children=1; /status %s", ps, strings.Join(strings.Fields(string(b[:min(len(b), 1500)])), " "))
+		}
 	}
 	if line := waitUpmedicLogged(t, s.upmedic, "http_response_timeout", "hello.php"); !strings.Contains(line, "pm.max_children") {
 		t.Errorf("upmedic's hint does not name pm.max_children: %s", line)

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
-	"github.com/upmedic/upmedic/internal/fpmtest"
+	"github.com/upmedic/upmedic/internal/phpfpm"
 )
 
 // fcgiPools are two pools of one php-fpm: [test] answers ping with pong and
 // has a status page; [odd] answers ping with "busy".
-const fcgiPools = fpmtest.Pool + `
+const fcgiPools = phpfpm.DefaultPool + `
 [odd]
 %[1]slisten = %[2]s/odd.sock
 listen.mode = 0666
@@ -25,7 +25,7 @@ ping.response = busy
 `
 
 func TestCheckerFastCGIRealPHPFPM(t *testing.T) {
-	f := fpmtest.Start(t, fcgiPools, "unix", "fpm.sock")
+	f := phpfpm.StartWith(t, fcgiPools, "unix", "fpm.sock")
 	odd := filepath.Join(f.Dir, "odd.sock")
 	for _, tc := range []struct {
 		name, addr, path string
@@ -57,7 +57,7 @@ func TestCheckerFastCGIRealPHPFPM(t *testing.T) {
 	}
 
 	t.Run("stopped", func(t *testing.T) {
-		g := fpmtest.Start(t, fpmtest.Pool, "unix", "fpm.sock")
+		g := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
 		st := newStepper(t, Settings{Network: "unix", Address: g.Sock, FastCGI: true, Timeout: waitFor, Rise: 1, Fall: 1, Logger: quiet()})
 		if snap := st.step(); snap.State != Up {
 			t.Fatalf("before stop: %+v", snap)
@@ -72,7 +72,7 @@ func TestCheckerFastCGIRealPHPFPM(t *testing.T) {
 }
 
 func TestCheckerFastCGIStatusPage(t *testing.T) {
-	f := fpmtest.Start(t, fcgiPools, "unix", "fpm.sock")
+	f := phpfpm.StartWith(t, fcgiPools, "unix", "fpm.sock")
 	t.Run("read", func(t *testing.T) {
 		st := newStepper(t, Settings{Network: "unix", Address: f.Sock, Path: "/fpm-ping", FastCGI: true,
 			StatusPath: "/fpm-status", Timeout: waitFor, Rise: 1, Fall: 1, Logger: quiet()})

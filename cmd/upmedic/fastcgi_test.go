@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/admin"
-	"github.com/upmedic/upmedic/internal/fpmtest"
+	"github.com/upmedic/upmedic/internal/phpfpm"
 )
 
 // serve with a fastcgi upstream: the health checker speaks FastCGI to a
 // real php-fpm (ping.path), reads its status page, and /status shows both.
 func TestServeFastCGIUpstream(t *testing.T) {
-	f := fpmtest.Start(t, fpmtest.Pool, "unix", "fpm.sock")
+	f := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
 	cfg, err := loadConfig([]string{
 		"UPMEDIC_UPSTREAM=fastcgi://unix:" + f.Sock, "UPMEDIC_FASTCGI_ROOT=" + f.Root,
 		"UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_HEALTH_PATH=/fpm-ping", "UPMEDIC_HEALTH_RISE=1",
@@ -134,7 +134,7 @@ func TestEnvFastCGIRows(t *testing.T) {
 // upmedic diag probe with fastcgi:// upstreams, against a real php-fpm and a
 // real listener that answers FastCGI bytes in HTTP.
 func TestDiagProbeFastCGI(t *testing.T) {
-	f := fpmtest.Start(t, fpmtest.Pool+`
+	f := phpfpm.StartWith(t, phpfpm.DefaultPool+`
 [locked]
 %[1]slisten = %[2]s/locked.sock
 listen.owner = root

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
-	"github.com/upmedic/upmedic/internal/fpmtest"
+	"github.com/upmedic/upmedic/internal/phpfpm"
 )
 
 // answer400 is an HTTP server as nginx and Node are to FastCGI bytes: it
@@ -38,7 +38,7 @@ func answer400(t *testing.T) string {
 }
 
 func TestCheckFastCGIRealPHPFPM(t *testing.T) {
-	f := fpmtest.Start(t, fpmtest.Pool, "unix", "fpm.sock")
+	f := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
 	t.Run("get values, ping and status", func(t *testing.T) {
 		res := resultOf(t, Check(t.Context(), Settings{Address: f.Sock, FastCGI: true, HealthPath: "/fpm-ping", StatusPath: "/fpm-status"}))
 		res.healthy(t, true)
@@ -73,7 +73,7 @@ func TestCheckFastCGIRealPHPFPM(t *testing.T) {
 		res.expect(t, diag.SocketNotFound, SeverityFail).mustMention(t, "for the status page")
 	})
 	t.Run("stopped", func(t *testing.T) {
-		g := fpmtest.Start(t, fpmtest.Pool, "unix", "fpm.sock")
+		g := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
 		g.Stop()
 		res := resultOf(t, Check(t.Context(), Settings{Address: g.Sock, FastCGI: true}))
 		res.healthy(t, false)
@@ -95,7 +95,7 @@ func TestCheckFastCGIWrongProtocol(t *testing.T) {
 	})
 	t.Run("http to php-fpm", func(t *testing.T) {
 		port := freePort(t)
-		f := fpmtest.Start(t, fmt.Sprintf(`[tcp]
+		f := phpfpm.StartWith(t, fmt.Sprintf(`[tcp]
 %%[1]slisten = 127.0.0.1:%d
 pm = static
 pm.max_children = 1
