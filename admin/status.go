@@ -206,6 +206,9 @@ type ProbeStatus struct {
 	// Status is the HTTP status the upstream answered the probe with;
 	// omitted (0) for a connect-only probe or when no header came.
 	Status int `json:"status,omitempty"`
+	// Busy is set on a FastCGI probe that timed out while PHP-FPM's pool
+	// status showed every worker busy: counted neither way.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // Streak counts consecutive probe results; at most one field is non-zero.
@@ -581,7 +584,7 @@ func healthStatus(c *health.Checker) HealthStatus {
 }
 
 func probeStatus(p *health.ProbeResult) ProbeStatus {
-	ps := ProbeStatus{At: p.At.UTC(), OK: p.OK, LatencyMS: ms(p.Latency), Status: p.Status}
+	ps := ProbeStatus{At: p.At.UTC(), OK: p.OK, LatencyMS: ms(p.Latency), Status: p.Status, Busy: p.Busy}
 	if !p.OK {
 		ps.Cause = p.Cause.String()
 	}

@@ -99,6 +99,13 @@ type Settings struct {
 type ProbeResult struct {
 	// At is when the probe started.
 	At time.Time
+	// Busy is set on a FastCGI probe that timed out while PHP-FPM's pool
+	// status (read from its own socket, pm.status_listen) showed no idle
+	// worker: the probe waited in the listen queue behind real requests.
+	// It counts neither as a success nor as a failure: a full pool is
+	// slow, not down, and failing every request fast would turn a spike
+	// into an outage.
+	Busy bool
 	// OK is true when the probe succeeded.
 	OK bool
 	// Cause is why the probe failed; diag.None when OK. A non-2xx/3xx
@@ -288,9 +295,22 @@ func (c *Checker) Run(ctx context.Context) error {
 			res.Errno = diag.Errno(err)
 		}
 		c.latency.Observe(res.Latency)
-		c.record(res, err)
-		if c.statusPath != "" {
+		switch {
+		case c.statusPath != "" && res.Cause == diag.HTTPResponseTimeout:
+			// Was every worker busy? The status page says, when it has a
+			// socket of its own; read from the pool's, it times out too.
 			c.readStatus(ctx)
+			if st, _, ok := c.PoolStatus(); ok && st.IdleProcesses == 0 {
+				res.Busy = true
+				c.recordBusy(res, err)
+				break
+			}
+			c.record(res, err)
+		case c.statusPath != "":
+			c.record(res, err)
+			c.readStatus(ctx)
+		default:
+			c.record(res, err)
 		}
 		if c.probed != nil {
 			c.probed()
@@ -349,6 +369,16 @@ func (c *Checker) probe(ctx context.Context, start time.Time) (ProbeResult, erro
 	}
 	res.OK = true
 	return res, nil
+}
+
+// recordBusy keeps res, a probe that waited behind busy workers, in the
+// history without counting it into either streak.
+func (c *Checker) recordBusy(res ProbeResult, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = res
+	c.probes.add(res)
+	c.log.Debug("health probe waited for a busy pool", "cause", res.Cause.String(), "error", err.Error())
 }
 
 // record counts res into the streaks and flips the state when one is long

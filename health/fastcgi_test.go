@@ -1,6 +1,8 @@
 package health
 
 import (
+	"bufio"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/internal/phpfpm"
+	"github.com/upmedic/upmedic/proxy/fastcgi"
 )
 
 // fcgiPools are two pools of one php-fpm: [test] answers ping with pong and
@@ -148,5 +151,74 @@ func TestCheckerFastCGIFaults(t *testing.T) {
 				t.Fatalf("state %v cause %v error %q, want down %v %q", snap.State, snap.LastProbe.Cause, snap.LastError, tc.cause, tc.text)
 			}
 		})
+	}
+}
+
+// A probe that times out while every worker is busy, as pm.status_listen
+// shows, leaves the state alone; without the pool status it is a failure.
+func TestCheckerFastCGIBusyPool(t *testing.T) {
+	pool := strings.NewReplacer("pm.max_children = 2", "pm.max_children = 1",
+		"request_terminate_timeout = 1s", "request_terminate_timeout = 30s",
+		"pm.status_path = /fpm-status", "pm.status_path = /fpm-status\npm.status_listen = %[2]s/status.sock").Replace(phpfpm.DefaultPool)
+	f := phpfpm.StartWith(t, pool, "unix", "fpm.sock")
+	status := filepath.Join(f.Dir, "status.sock")
+	busy := newStepper(t, Settings{Network: "unix", Address: f.Sock, FastCGI: true,
+		StatusPath: "/fpm-status", StatusNetwork: "unix", StatusAddress: status,
+		Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1, Logger: quiet()})
+	if snap := busy.step(); snap.State != Up {
+		t.Fatalf("idle pool: %v (%s)", snap.State, snap.LastError)
+	}
+	hold := holdWorker(t, f.Sock, filepath.Join(f.Root, "sleep.php"))
+	defer hold.Close()
+	for i := range 3 {
+		snap := busy.step()
+		if snap.State != Up || !snap.LastProbe.Busy || snap.LastProbe.Cause != diag.HTTPResponseTimeout {
+			t.Fatalf("probe %d with the only worker busy: state %v, last %+v (%s)", i, snap.State, snap.LastProbe, snap.LastError)
+		}
+	}
+	// The same fault with no pool status to tell: the probe fails.
+	blind := newStepper(t, Settings{Network: "unix", Address: f.Sock, FastCGI: true,
+		Timeout: 300 * time.Millisecond, Rise: 1, Fall: 1, Logger: quiet()})
+	if snap := blind.step(); snap.State != Down || snap.LastProbe.Busy {
+		t.Errorf("without pm.status_listen: state %v, last %+v, want down", snap.State, snap.LastProbe)
+	}
+}
+
+// holdWorker sends PHP-FPM a request for script (which sleeps) and leaves
+// it running, holding a worker, until the returned connection is closed.
+func holdWorker(t *testing.T, sock, script string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw := bufio.NewWriter(c)
+	var w fastcgi.Writer
+	w.Reset(bw, 1)
+	var pairs []byte
+	for _, kv := range [][2]string{{"SCRIPT_FILENAME", script}, {"SCRIPT_NAME", "/sleep.php"},
+		{"REQUEST_METHOD", "GET"}, {"CONTENT_LENGTH", "0"}, {"REQUEST_URI", "/sleep.php"}} {
+		pairs = fastcgi.AppendPair(pairs, kv[0], kv[1])
+	}
+	if err := w.BeginRequest(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Params(pairs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.EndStdin(); err != nil {
+		t.Fatal(err)
+	}
+	// The request is in the worker once the pool shows it active.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := newStepper(t, Settings{Network: "unix", Address: sock, FastCGI: true, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1, Logger: quiet()})
+		if snap := st.step(); !snap.LastProbe.OK {
+			return c // GET_VALUES waits: the only worker runs the script
+		}
+		st.stop()
+		if time.Now().After(deadline) {
+			t.Fatal("the held request never took the worker")
+		}
 	}
 }

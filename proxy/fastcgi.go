@@ -215,12 +215,7 @@ func (x *exchange) bufferChunked() (int, error) {
 // whole when it is small. PHP-FPM's STDERR labels a 404 or 403 of its own.
 func (p *Proxy) roundTripFastCGI(x *exchange, c *conn) (diag.Phase, error) {
 	ctx := x.ctx
-	start := x.start
-	if x.attempts > 1 || x.held > 0 {
-		start = time.Now()
-	}
-	x.sent = start
-	if err := c.nc.SetDeadline(start.Add(p.responseTimeout)); err != nil {
+	if err := p.beginAttempt(x, c); err != nil {
 		return diag.PhaseRequest, err
 	}
 	if c.fcgi == nil {

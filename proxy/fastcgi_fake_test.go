@@ -50,16 +50,10 @@ func fastFastCGIUpstream(tb testing.TB) string {
 func serveFakeFastCGI(c net.Conn, answer []byte) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 64<<10)
-	var hdr [fastcgi.HeaderLen]byte
+	buf := make([]byte, 66<<10)
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return
-		}
-		h, err := fastcgi.ParseHeader(hdr[:])
+		h, _, err := readRecord(br, buf)
 		if err != nil {
-			return
-		}
-		if _, err := br.Discard(int(h.ContentLength) + int(h.PaddingLength)); err != nil {
 			return
 		}
 		if h.Type == fastcgi.TypeStdin && h.ContentLength == 0 {
@@ -68,4 +62,24 @@ func serveFakeFastCGI(c net.Conn, answer []byte) {
 			}
 		}
 	}
+}
+
+// readRecord reads one record from br into buf, which must hold 66 KiB (a record at its largest), and
+// returns its header and content (a slice of buf).
+func readRecord(br *bufio.Reader, buf []byte) (fastcgi.Header, []byte, error) {
+	if _, err := io.ReadFull(br, buf[:fastcgi.HeaderLen]); err != nil {
+		return fastcgi.Header{}, nil, err
+	}
+	h, err := fastcgi.ParseHeader(buf[:fastcgi.HeaderLen])
+	if err != nil {
+		return h, nil, err
+	}
+	n := int(h.ContentLength) + int(h.PaddingLength)
+	if n > len(buf) {
+		return h, nil, io.ErrShortBuffer
+	}
+	if _, err := io.ReadFull(br, buf[:n]); err != nil {
+		return h, nil, err
+	}
+	return h, buf[:h.ContentLength], nil
 }

@@ -251,38 +251,7 @@ func FuzzUpstreamResponses(f *testing.F) {
 	p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger(),
 		ResponseTimeout: 30 * time.Millisecond, ReadTimeout: 30 * time.Millisecond})
 	f.Cleanup(p.Close)
-	l := serveOnPairs(f, p.Server())
-	ask := func(t *testing.T, path string) []byte {
-		c := l.dial(t)
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		out, err := io.ReadAll(c)
-		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("reading %s: %v", path, err)
-		}
-		return out
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		mu.Lock()
-		first = raw
-		mu.Unlock()
-		out := ask(t, "/first")
-		if err := readResponses(out, []string{"GET"}); err != nil {
-			t.Fatalf("for %q: %v", raw, err)
-		}
-		if bytes.Contains(bytes.ToLower(out), []byte("x-upstream-diagnosis: connection_refused")) {
-			t.Fatalf("for %q a forged diagnosis passed: %q", raw, out)
-		}
-		for _, path := range []string{"/next", "/after"} {
-			want := "own:" + path
-			if got := ask(t, path); !bytes.HasSuffix(got, []byte("\r\n\r\n"+want)) || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") {
-				t.Fatalf("after %q, %s got %q, want its own answer %q", raw, path, got, want)
-			}
-		}
-	})
+	fuzzFirstThenOwn(f, p, &mu, &first, "")
 }
 
 // FuzzFastCGIUpstreamResponses is FuzzUpstreamResponses for a FastCGI
@@ -313,21 +282,13 @@ func FuzzFastCGIUpstreamResponses(f *testing.F) {
 	var first []byte
 	app := func(c net.Conn) {
 		br := bufio.NewReader(c)
-		var hdr [fastcgi.HeaderLen]byte
+		buf := make([]byte, 66<<10)
 		var uri string
 		for {
-			if _, err := io.ReadFull(br, hdr[:]); err != nil {
-				return
-			}
-			h, err := fastcgi.ParseHeader(hdr[:])
+			h, content, err := readRecord(br, buf)
 			if err != nil {
 				return
 			}
-			content := make([]byte, int(h.ContentLength)+int(h.PaddingLength))
-			if _, err := io.ReadFull(br, content); err != nil {
-				return
-			}
-			content = content[:h.ContentLength]
 			for h.Type == fastcgi.TypeParams && len(content) > 0 {
 				name, value, rest, err := fastcgi.NextPair(content)
 				if err != nil {
@@ -358,6 +319,15 @@ func FuzzFastCGIUpstreamResponses(f *testing.F) {
 		ResponseTimeout: 30 * time.Millisecond, ReadTimeout: 30 * time.Millisecond,
 		FastCGI: &FastCGI{Root: "/var/www"}})
 	f.Cleanup(p.Close)
+	fuzzFirstThenOwn(f, p, &mu, &first, ".php")
+}
+
+// fuzzFirstThenOwn is the loop the upstream fuzzers share: p's app answers
+// "/first"+ext with *first, the fuzzed bytes, and every other path with
+// "own:" and that path. The client of the first gets well-formed responses
+// or a visible cut and no forged diagnosis; the next two clients each get
+// their own answer.
+func fuzzFirstThenOwn(f *testing.F, p *Proxy, mu *sync.Mutex, first *[]byte, ext string) {
 	l := serveOnPairs(f, p.Server())
 	ask := func(t *testing.T, path string) []byte {
 		c := l.dial(t)
@@ -374,16 +344,16 @@ func FuzzFastCGIUpstreamResponses(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		mu.Lock()
-		first = raw
+		*first = raw
 		mu.Unlock()
-		out := ask(t, "/first.php")
+		out := ask(t, "/first"+ext)
 		if err := readResponses(out, []string{"GET"}); err != nil {
 			t.Fatalf("for %q: %v", raw, err)
 		}
 		if bytes.Contains(bytes.ToLower(out), []byte("x-upstream-diagnosis: connection_refused")) {
 			t.Fatalf("for %q a forged diagnosis passed: %q", raw, out)
 		}
-		for _, path := range []string{"/next.php", "/after.php"} {
+		for _, path := range []string{"/next" + ext, "/after" + ext} {
 			want := "own:" + path
 			if got := ask(t, path); !bytes.HasSuffix(got, []byte("\r\n\r\n"+want)) || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") {
 				t.Fatalf("after %q, %s got %q, want its own answer %q", raw, path, got, want)

@@ -513,15 +513,7 @@ func (p *Proxy) roundTrip(x *exchange, c *conn) (diag.Phase, error) {
 		return p.roundTripFastCGI(x, c)
 	}
 	ctx := x.ctx
-	// UPMEDIC_RESPONSE_TIMEOUT counts from the request's arrival (its
-	// first attempt): what nginx's proxy_read_timeout, which must exceed it,
-	// counts from too.
-	start := x.start
-	if x.attempts > 1 || x.held > 0 {
-		start = time.Now()
-	}
-	x.sent = start
-	if err := c.nc.SetDeadline(start.Add(p.responseTimeout)); err != nil {
+	if err := p.beginAttempt(x, c); err != nil {
 		return diag.PhaseRequest, err
 	}
 	early := false
@@ -628,6 +620,19 @@ func (x *exchange) stream(s *bodyStream, cl int) {
 	// The status and headers go downstream now, not with the first body
 	// bytes: server-sent events and long polls must see them at once.
 	ctx.Response.ImmediateHeaderFlush = true
+}
+
+// beginAttempt sets c's deadline for the response header of x's attempt.
+// UPMEDIC_RESPONSE_TIMEOUT counts from the request's arrival (its first
+// attempt): what nginx's proxy_read_timeout, which must exceed it, counts
+// from too.
+func (p *Proxy) beginAttempt(x *exchange, c *conn) error {
+	start := x.start
+	if x.attempts > 1 || x.held > 0 {
+		start = time.Now()
+	}
+	x.sent = start
+	return c.nc.SetDeadline(start.Add(p.responseTimeout))
 }
 
 // readHeader reads the upstream's response header section into x.resp,

@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -15,41 +12,19 @@ import (
 
 	"github.com/upmedic/upmedic/admin"
 	"github.com/upmedic/upmedic/internal/phpfpm"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
 
 // serve with a fastcgi upstream: the health checker speaks FastCGI to a
 // real php-fpm (ping.path), reads its status page, and /status shows both.
 func TestServeFastCGIUpstream(t *testing.T) {
 	f := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
-	cfg, err := loadConfig([]string{
+	addrs := startServe(t, []string{
 		"UPMEDIC_UPSTREAM=fastcgi://unix:" + f.Sock, "UPMEDIC_FASTCGI_ROOT=" + f.Root,
 		"UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_HEALTH_PATH=/fpm-ping", "UPMEDIC_HEALTH_RISE=1",
 		"UPMEDIC_LISTEN=127.0.0.1:0", "UPMEDIC_ADMIN_LISTEN=127.0.0.1:0", "UPMEDIC_HEALTH_INTERVAL=50ms",
 		"UPMEDIC_SHUTDOWN_TIMEOUT=5s",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serveConfig(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("serve ended early: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not return")
-		}
-	}()
 
 	var st admin.Status
 	deadline := time.Now().Add(10 * time.Second)
@@ -144,7 +119,7 @@ pm = static
 pm.max_children = 1
 `, "unix", "fpm.sock")
 	locked := f.Dir + "/locked.sock"
-	web := answerHTTP400(t)
+	web := sockfault.HTTPAnswersAnything(t)
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -186,32 +161,4 @@ pm.max_children = 1
 			}
 		})
 	}
-}
-
-// answerHTTP400 listens on loopback and answers whatever arrives with 400,
-// as nginx does to FastCGI bytes.
-func answerHTTP400(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				var b [16]byte
-				if _, err := c.Read(b[:]); err == nil {
-					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }

@@ -67,25 +67,10 @@ func TestServe(t *testing.T) {
 	go upSrv.Serve(up)
 	defer upSrv.Close()
 
-	cfg, err := loadConfig([]string{
+	addrs := startServe(t, []string{
 		"UPMEDIC_UPSTREAM=" + up.Addr().String(), "UPMEDIC_LISTEN=127.0.0.1:0", "UPMEDIC_ADMIN_LISTEN=127.0.0.1:0",
 		"UPMEDIC_HEALTH_INTERVAL=50ms", "UPMEDIC_HEALTH_PATH=/health", "UPMEDIC_SHUTDOWN_TIMEOUT=5s",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serveConfig(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("serve ended early: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not start")
-	}
 
 	resp, err := http.Get("http://" + addrs[0] + "/")
 	if err != nil {
@@ -110,15 +95,40 @@ func TestServe(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v after shutdown", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not drain and return")
+}
+
+// startServe runs serveConfig for env until the test ends, when it must
+// drain and return nil, and returns its front and admin addresses.
+func startServe(t *testing.T, env []string) [2]string {
+	t.Helper()
+	cfg, err := loadConfig(env)
+	if err != nil {
+		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan [2]string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serveConfig(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), ready) }()
+	var addrs [2]string
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve returned %v after shutdown", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("serve did not drain and return")
+		}
+	})
+	return addrs
 }
 
 func TestDemo(t *testing.T) {

@@ -2,40 +2,15 @@ package probe
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/upmedic/upmedic/diag"
 	"github.com/upmedic/upmedic/internal/phpfpm"
+	"github.com/upmedic/upmedic/internal/sockfault"
 )
-
-// answer400 is an HTTP server as nginx and Node are to FastCGI bytes: it
-// reads what arrives and answers 400 at once.
-func answer400(t *testing.T) string {
-	t.Helper()
-	ln := listenTCP(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				var b [16]byte
-				if _, err := c.Read(b[:]); err == nil {
-					io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 func TestCheckFastCGIRealPHPFPM(t *testing.T) {
 	f := phpfpm.StartWith(t, phpfpm.DefaultPool, "unix", "fpm.sock")
@@ -85,7 +60,7 @@ func TestCheckFastCGIRealPHPFPM(t *testing.T) {
 // A fastcgi:// upstream that speaks HTTP, and an HTTP upstream that is php-fpm.
 func TestCheckFastCGIWrongProtocol(t *testing.T) {
 	t.Run("fastcgi to an http server", func(t *testing.T) {
-		addr := answer400(t)
+		addr := sockfault.HTTPAnswersAnything(t)
 		for _, path := range []string{"", "/fpm-ping"} {
 			res := resultOf(t, Check(t.Context(), Settings{Address: addr, FastCGI: true, HealthPath: path}))
 			res.healthy(t, false)
