@@ -282,29 +282,35 @@ func fastcgiSection(sr *scenarioResult) string {
 		}
 		return nil
 	}
-	up, ng := find(cUpmedicFastCGI.name), find(cNginxFastCGI.name)
-	if up == nil || ng == nil {
+	ng, st := find(cNginxFastCGI.name), find(cNginxFastCGIStock.name)
+	if ng == nil {
 		return b.String()
 	}
-	b.WriteString("\n")
-	if v, ok := pairedRatio(up, ng, cpuPerReq); ok {
-		fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx fastcgi_pass CPU/req: **%.2fx** (paired within rounds; the goal is <= 1.0x)\n", v)
-	}
-	whole := func(s sample) float64 { return perReqUS(s.cpuSecs+s.frontCPUSecs, s.requests) }
-	if v, ok := pairedRatio(up, ng, whole); ok {
-		fmt.Fprintf(&b, "- front nginx + upmedic CPU/req ÷ nginx fastcgi_pass CPU/req: %.2fx (what the PHP path costs in all, with upmedic in it)\n", v)
-	}
-	if st := find(cNginxFastCGIStock.name); st != nil {
-		if v, ok := pairedRatio(up, st, cpuPerReq); ok {
-			fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx fastcgi_pass without keepalive (stock) CPU/req: %.2fx\n", v)
+	// Each upmedic contender (upmedic-fastcgi, and its -cand with -candidate).
+	for _, up := range sr.results {
+		if up.c.kind != "upmedic" || len(up.samples) == 0 {
+			continue
 		}
-	}
-	for _, q := range []struct {
-		name string
-		f    func(sample) float64
-	}{{"p50", func(s sample) float64 { return s.p50 }}, {"p99", func(s sample) float64 { return s.p99 }}} {
-		fmt.Fprintf(&b, "- %s the upmedic topology adds to nginx -> php-fpm direct: %+.2f ms (%.2f vs %.2f ms, paired median %+.2f ms)\n",
-			q.name, up.med(q.f)-ng.med(q.f), up.med(q.f), ng.med(q.f), pairedDiff(up, ng, q.f))
+		fmt.Fprintf(&b, "\n%s against nginx-fastcgi, paired within rounds:\n\n", up.c.name)
+		if v, ok := pairedRatio(up, ng, cpuPerReq); ok {
+			fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx fastcgi_pass CPU/req: **%.2fx** (the goal is <= 1.0x)\n", v)
+		}
+		whole := func(s sample) float64 { return perReqUS(s.cpuSecs+s.frontCPUSecs, s.requests) }
+		if v, ok := pairedRatio(up, ng, whole); ok {
+			fmt.Fprintf(&b, "- (front nginx + upmedic) CPU/req ÷ nginx fastcgi_pass CPU/req: %.2fx (the whole PHP path with upmedic in it)\n", v)
+		}
+		if st != nil {
+			if v, ok := pairedRatio(up, st, cpuPerReq); ok {
+				fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx fastcgi_pass without keepalive (stock) CPU/req: %.2fx\n", v)
+			}
+		}
+		for _, q := range []struct {
+			name string
+			f    func(sample) float64
+		}{{"p50", func(s sample) float64 { return s.p50 }}, {"p99", func(s sample) float64 { return s.p99 }}} {
+			fmt.Fprintf(&b, "- %s added to nginx -> php-fpm direct: %+.2f ms paired (medians %.2f vs %.2f ms)\n",
+				q.name, pairedDiff(up, ng, q.f), up.med(q.f), ng.med(q.f))
+		}
 	}
 	return b.String()
 }
