@@ -40,9 +40,11 @@ var (
 		note: "nginx fastcgi_pass to php-fpm directly: upstream keepalive 16, fastcgi_keep_conn on, stock fastcgi_params"}
 	cNginxFastCGIStock = contender{name: "nginx-fastcgi-nokeep", kind: "nginx", fastcgi: true,
 		note: "nginx fastcgi_pass as most sites have it: no keepalive, a new unix connection per request"}
+	cNginxFastCGIFronted = contender{name: "nginx-fastcgi-fronted", kind: "nginx", fastcgi: true, keepConn: true, front: true,
+		note: "nginx-fastcgi behind a front nginx (proxy_pass, keepalive 128, on the load core): upmedic-fastcgi's topology and load-core share with nginx in upmedic's place"}
 	cUpmedicFastCGI = contender{name: "upmedic-fastcgi", kind: "upmedic", fastcgi: true, front: true,
 		note: "nginx (proxy_pass, keepalive 128, on the load core) -> upmedic (defaults, UPMEDIC_UPSTREAM=fastcgi://unix:...) -> php-fpm"}
-	fastcgiContenders = []contender{cNginxFastCGI, cNginxFastCGIStock, cUpmedicFastCGI}
+	fastcgiContenders = []contender{cNginxFastCGI, cNginxFastCGIStock, cNginxFastCGIFronted, cUpmedicFastCGI}
 )
 
 // startPHP starts a php-fpm pool (pm = static, fpmChildren workers, a unix
@@ -282,7 +284,7 @@ func fastcgiSection(sr *scenarioResult) string {
 		}
 		return nil
 	}
-	ng, st := find(cNginxFastCGI.name), find(cNginxFastCGIStock.name)
+	ng, st, fr := find(cNginxFastCGI.name), find(cNginxFastCGIStock.name), find(cNginxFastCGIFronted.name)
 	if ng == nil {
 		return b.String()
 	}
@@ -299,6 +301,11 @@ func fastcgiSection(sr *scenarioResult) string {
 		if v, ok := pairedRatio(up, ng, whole); ok {
 			fmt.Fprintf(&b, "- (front nginx + upmedic) CPU/req ÷ nginx fastcgi_pass CPU/req: %.2fx (the whole PHP path with upmedic in it)\n", v)
 		}
+		if fr != nil {
+			if v, ok := pairedRatio(up, fr, cpuPerReq); ok {
+				fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx-fastcgi-fronted's fastcgi_pass nginx CPU/req: %.2fx (the same topology, at a like rate)\n", v)
+			}
+		}
 		if st != nil {
 			if v, ok := pairedRatio(up, st, cpuPerReq); ok {
 				fmt.Fprintf(&b, "- upmedic CPU/req ÷ nginx fastcgi_pass without keepalive (stock) CPU/req: %.2fx\n", v)
@@ -308,8 +315,12 @@ func fastcgiSection(sr *scenarioResult) string {
 			name string
 			f    func(sample) float64
 		}{{"p50", func(s sample) float64 { return s.p50 }}, {"p99", func(s sample) float64 { return s.p99 }}} {
-			fmt.Fprintf(&b, "- %s added to nginx -> php-fpm direct: %+.2f ms paired (medians %.2f vs %.2f ms)\n",
+			fmt.Fprintf(&b, "- %s added to nginx -> php-fpm direct: %+.2f ms paired (medians %.2f vs %.2f ms)",
 				q.name, pairedDiff(up, ng, q.f), up.med(q.f), ng.med(q.f))
+			if fr != nil {
+				fmt.Fprintf(&b, "; of it, the front nginx hop alone (nginx-fastcgi-fronted): %+.2f ms", pairedDiff(fr, ng, q.f))
+			}
+			b.WriteString("\n")
 		}
 	}
 	return b.String()

@@ -273,6 +273,9 @@ func (rep *report) goals() string {
 	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGI.name, cpuPerReq); ok {
 		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req (keepalive)", v, "<= 1.0x", v <= 1, "%.2fx")
 	}
+	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGIFronted.name, cpuPerReq); ok {
+		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req, both behind a front nginx (info)", v, "-", true, "%.2fx")
+	}
 	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGIStock.name, cpuPerReq); ok {
 		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req (stock, no keepalive) (info)", v, "-", true, "%.2fx")
 	}
