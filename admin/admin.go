@@ -55,6 +55,11 @@ type Settings struct {
 	// Config lists the settings in effect, shown in /status and on the
 	// page as given. Nil shows none.
 	Config []ConfigValue
+	// FastCGI is set when the upstream is FastCGI (PHP-FPM): /status then
+	// has a fastcgi object with PHP-FPM's recent STDERR texts, from it, and
+	// the last pool status the Checker read. Nil means an HTTP upstream: no
+	// fastcgi object.
+	FastCGI FastCGIStderr
 }
 
 // handler serves the admin routes. It holds no state of its own.

@@ -124,3 +124,8 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 type fixedTimers proxy.AppTimers
 
 func (f fixedTimers) AppTimers() proxy.AppTimers { return proxy.AppTimers(f) }
+
+// fixedStderr reports the same STDERR lines every time.
+type fixedStderr []proxy.StderrLine
+
+func (f fixedStderr) FastCGIStderr() []proxy.StderrLine { return f }

@@ -80,6 +80,7 @@ type pageView struct {
 	Uptime      string
 	Health      card
 	Breaker     card
+	FPM         *card // PHP-FPM's pool and STDERR; nil for an HTTP upstream
 	Numbers     []numbers
 	Chart       chart
 	Legend      []legendRow
@@ -187,6 +188,7 @@ func newPageView(st *Status) *pageView {
 		Generated: st.Time.Format("2006-01-02 15:04:05"),
 		Health:    healthCard(st),
 		Breaker:   breakerCard(st),
+		FPM:       fpmCard(st),
 	}
 	if !st.Started.IsZero() {
 		v.Uptime = span(now.Sub(st.Started))
@@ -302,6 +304,29 @@ func unknownText(hs *HealthStatus) string {
 		return "No probe has succeeded yet; the last one: " + hs.LastProbe.Cause
 	}
 	return strconv.Itoa(hs.Consecutive.Successes) + " of " + strconv.Itoa(hs.Rise) + " successful probes needed"
+}
+
+// fpmCard is PHP-FPM's pool, as the health checker last read it, and how
+// many STDERR texts it wrote; nil for an HTTP upstream.
+func fpmCard(st *Status) *card {
+	f := st.FastCGI
+	if f == nil {
+		return nil
+	}
+	c := &card{Label: "no pool status", Detail: "UPMEDIC_FASTCGI_STATUS_PATH names none, or no read yet."}
+	if p := f.Pool; p != nil {
+		ago := span(time.Duration(p.AgeMS) * time.Millisecond)
+		c.Label = "pool " + p.Pool + ": " + strconv.Itoa(p.ActiveProcesses) + "/" + strconv.Itoa(p.TotalProcesses) + " busy"
+		c.Detail = "listen queue " + strconv.Itoa(p.ListenQueue) + " (max " + strconv.Itoa(p.MaxListenQueue) + "), read " + ago + " ago."
+		switch {
+		case !p.OK:
+			c.Class, c.Detail = "warn", "the last status page read failed; figures from an earlier one. "+c.Detail
+		case p.ListenQueue > 0:
+			c.Class = "warn"
+		}
+	}
+	c.Detail += " " + strconv.Itoa(len(f.Stderr)) + " recent STDERR texts (/status)."
+	return c
 }
 
 func healthCard(st *Status) card {

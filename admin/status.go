@@ -40,6 +40,56 @@ type Status struct {
 	History History `json:"history"`
 	// AppTimers is what upmedic learned of the app's own timers.
 	AppTimers AppTimersStatus `json:"app_timers"`
+	// FastCGI is what upmedic saw of PHP-FPM; nil (absent) for an HTTP
+	// upstream.
+	FastCGI *FastCGIStatus `json:"fastcgi,omitempty"`
+}
+
+// FastCGIStderr is what /status asks of the proxy about PHP-FPM's STDERR
+// (*proxy.Proxy).
+type FastCGIStderr interface {
+	FastCGIStderr() []proxy.StderrLine
+}
+
+// FastCGIStatus is the fastcgi part of Status.
+type FastCGIStatus struct {
+	// Stderr are the most recent texts PHP-FPM wrote to requests' STDERR,
+	// oldest first; empty when none.
+	Stderr []proxy.StderrLine `json:"stderr"`
+	// Pool is the last read of PHP-FPM's status page (pm.status_path);
+	// null when UPMEDIC_FASTCGI_STATUS_PATH is not set, health checks are
+	// off, or no read has run yet.
+	Pool *PoolStatusReport `json:"pool"`
+}
+
+// PoolStatusReport is the last read of PHP-FPM's status page.
+type PoolStatusReport struct {
+	// OK is true when the last read succeeded; the figures below are then
+	// from it, else from the last one that did (zero if none did).
+	OK bool `json:"ok"`
+	// ReadAt is when the last read started, and AgeMS how long ago.
+	ReadAt time.Time `json:"read_at"`
+	AgeMS  int64     `json:"age_ms"`
+	// Pool is the pool's name and ProcessManager its pm (static, dynamic,
+	// ondemand).
+	Pool           string `json:"pool"`
+	ProcessManager string `json:"process_manager"`
+	// ListenQueue is how many connections wait for a free worker
+	// (reported by PHP-FPM for a TCP listen socket only), MaxListenQueue
+	// the most since it started.
+	ListenQueue    int `json:"listen_queue"`
+	MaxListenQueue int `json:"max_listen_queue"`
+	ListenQueueLen int `json:"listen_queue_len"`
+	// IdleProcesses, ActiveProcesses and TotalProcesses count the workers.
+	IdleProcesses      int `json:"idle_processes"`
+	ActiveProcesses    int `json:"active_processes"`
+	TotalProcesses     int `json:"total_processes"`
+	MaxActiveProcesses int `json:"max_active_processes"`
+	// MaxChildrenReached counts the times pm.max_children stopped a new
+	// worker (dynamic and ondemand pools).
+	MaxChildrenReached int   `json:"max_children_reached"`
+	AcceptedConn       int64 `json:"accepted_conn"`
+	SlowRequests       int64 `json:"slow_requests"`
 }
 
 // ConfigValue is one setting in effect.
@@ -376,7 +426,34 @@ func (h *handler) report(now time.Time) Status {
 		st.Requests.ByStatus[sc.Status] = sc.Count
 	}
 	st.AppTimers = appTimersStatus(h.s.Timers)
+	st.FastCGI = fastCGIStatus(h.s.FastCGI, h.s.Checker, now)
 	return st
+}
+
+func fastCGIStatus(f FastCGIStderr, c *health.Checker, now time.Time) *FastCGIStatus {
+	if f == nil {
+		return nil
+	}
+	fs := &FastCGIStatus{Stderr: []proxy.StderrLine{}}
+	for _, l := range f.FastCGIStderr() {
+		l.At = l.At.UTC()
+		fs.Stderr = append(fs.Stderr, l)
+	}
+	if c == nil {
+		return fs
+	}
+	ps := c.Snapshot().Pool
+	if ps == nil || ps.At.IsZero() {
+		return fs
+	}
+	p := ps.Status
+	fs.Pool = &PoolStatusReport{OK: ps.OK, ReadAt: ps.At.UTC(), AgeMS: now.Sub(ps.At).Milliseconds(),
+		Pool: p.Pool, ProcessManager: p.ProcessManager,
+		ListenQueue: p.ListenQueue, MaxListenQueue: p.MaxListenQueue, ListenQueueLen: p.ListenQueueLen,
+		IdleProcesses: p.IdleProcesses, ActiveProcesses: p.ActiveProcesses, TotalProcesses: p.TotalProcesses,
+		MaxActiveProcesses: p.MaxActiveProcesses, MaxChildrenReached: p.MaxChildrenReached,
+		AcceptedConn: p.AcceptedConn, SlowRequests: p.SlowRequests}
+	return fs
 }
 
 // history builds the History part of the report as of now.

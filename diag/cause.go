@@ -200,6 +200,8 @@ func (d *Diagnosis) Hint() string {
 		return string(d.appendTimerHint(make([]byte, 0, 512)))
 	case d.Cause == ConnectionTerminated && d.FastCGI:
 		return fastCGITerminatedHint
+	case d.Cause == SocketPermissionDenied && d.FastCGI:
+		return fastCGISocketHint
 	case d.Cause == HTTPResponseIncomplete && d.FastCGI:
 		return fastCGIIncompleteHint
 	case d.Cause == HTTPProtocolError && d.Answered == AnsweredHTTP:
@@ -221,6 +223,9 @@ const (
 		"or it crashed (\"exited on signal\"); max_execution_time ends a script with a PHP fatal error instead. See the FPM log at this time."
 	fastCGIIncompleteHint = "PHP-FPM's worker died after the script had begun its answer (no FCGI_END_REQUEST), or the script sent less than its Content-Length: " +
 		"request_terminate_timeout, memory_limit or a crash; see the FPM log at this time."
+	fastCGISocketHint = "upmedic's user may not connect to PHP-FPM's pool socket: php-fpm creates it with listen.owner, listen.group and listen.mode " +
+		"(by default owned by the pool's user, mode 0660). Set listen.group to a group upmedic's user is in (or listen.owner to that user) and listen.mode = 0660, " +
+		"and give search (x) on every parent directory; `upmedic diag probe --as USER fastcgi://unix:/path` tests it."
 	answeredHTTPHint = "the upstream answered FastCGI with HTTP: an HTTP server (nginx, Node, gunicorn) listens there, not PHP-FPM. " +
 		"Point UPMEDIC_UPSTREAM at PHP-FPM's listen address, or use http:// for an HTTP app."
 	answeredFastCGIHint = "the upstream answered HTTP with FastCGI records: a FastCGI server (PHP-FPM) listens there. " +

@@ -275,6 +275,10 @@ type stackConfig struct {
 	// Alone holds the directives of location / in the server where nginx
 	// talks to the app directly, with no upmedic: the baseline.
 	Alone string
+	// PHPRoot, when set, makes the upmedic server a PHP site with this
+	// document root: testdata/nginx/upmedic-php.conf in place of its
+	// location /, so nginx serves static files and proxies PHP to upmedic.
+	PHPRoot string
 }
 
 // stack is nginx in front of upmedic in front of an app, plus a second
@@ -318,7 +322,7 @@ func newStack(t *testing.T, dir string, cfg stackConfig) *stack {
 		errorLog: filepath.Join(dir, "logs", "error.log")}
 	s.alone = front{addr: loopback(freePort(t)), accessLog: filepath.Join(dir, "logs", "alone-access.log"),
 		errorLog: filepath.Join(dir, "logs", "alone-error.log")}
-	conf := writeNginxConf(t, dir, s.via.addr, listen, s.alone, cfg.Alone)
+	conf := writeNginxConf(t, dir, s.via.addr, listen, s.alone, cfg.Alone, cfg.PHPRoot)
 
 	cmd := exec.Command(lookTools().nginx, "-p", dir+"/", "-c", conf, "-e", filepath.Join(dir, "logs", "startup-error.log"), "-g", "daemon off;")
 	s.nginx = start(t, dir, "nginx", cmd)
@@ -330,7 +334,7 @@ func newStack(t *testing.T, dir string, cfg stackConfig) *stack {
 // writeNginxConf writes the suite's copy of testdata/nginx/ under dir/conf
 // and returns the main file's path. Each rewrite must match, so that a change
 // to the shipped files that the suite would silently stop testing fails here.
-func writeNginxConf(t *testing.T, dir, listen, upmedicAddr string, alone front, aloneLocation string) string {
+func writeNginxConf(t *testing.T, dir, listen, upmedicAddr string, alone front, aloneLocation, phpRoot string) string {
 	t.Helper()
 	repo, _ := dirs(t)
 	src := filepath.Join(repo, "testdata", "nginx")
@@ -345,6 +349,12 @@ func writeNginxConf(t *testing.T, dir, listen, upmedicAddr string, alone front, 
 		"listen 80 default_server;", "listen "+listen+" default_server;",
 		"pid /run/nginx.pid;", "pid "+filepath.Join(dir, "nginx.pid")+";",
 		"/var/log/nginx/", logs+"/")
+	if phpRoot != "" {
+		main = rewrite(t, main, "        location / {\n            include snippets/upmedic-proxy.conf;\n        }\n",
+			"        include snippets/upmedic-php.conf;\n")
+		writeFile(t, filepath.Join(conf, "snippets", "upmedic-php.conf"), rewrite(t, readFile(t, filepath.Join(src, "upmedic-php.conf")),
+			"root /var/www/site/public;", "root "+phpRoot+";"))
+	}
 	writeFile(t, filepath.Join(conf, "nginx.conf"), main)
 	writeFile(t, filepath.Join(conf, "conf.d", "upmedic.conf"), rewrite(t, readFile(t, filepath.Join(src, "upmedic.conf")),
 		"server 127.0.0.1:8080;", "server "+upmedicAddr+";"))

@@ -266,14 +266,14 @@ func socketMissing(t *testing.T, row *reportRow) {
 	fill(row, via, s.alone.get(t, "/"))
 }
 
-// phpFPMSocketPermission: upmedic speaks HTTP, not FastCGI, so only the
-// connect step means anything here; it is where this fault strikes.
+// phpFPMSocketPermission: upmedic speaks FastCGI to the pool, as nginx's
+// fastcgi_pass does; the fault strikes at the connect.
 func phpFPMSocketPermission(t *testing.T, row *reportRow) {
 	need(t, "nginx", "php-fpm")
 	dir := scenarioDir(t)
 	_, sock := startPHPFPM(t, dir)
 	wantRootOnlySocket(t, sock)
-	s := newStack(t, dir, stackConfig{Upstream: "unix:" + sock,
+	s := newStack(t, dir, stackConfig{Upstream: "fastcgi://unix:" + sock, Env: []string{"UPMEDIC_FASTCGI_ROOT=/var/www"},
 		Alone: "fastcgi_pass unix:" + sock + "; fastcgi_param SCRIPT_FILENAME /var/www/index.php;"})
 
 	via := s.via.get(t, "/index.php")

@@ -77,6 +77,21 @@ type Settings struct {
 	// Logger gets one line per state change, and a debug line per failed
 	// probe. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// FastCGI makes the probe speak FastCGI (PHP-FPM): without Path it
+	// sends FCGI_GET_VALUES, which runs no PHP, and reads the answer; with
+	// Path, PHP-FPM's ping.path, a FastCGI GET for it that must answer 2xx
+	// with the body "pong". False means HTTP (or connect-only).
+	FastCGI bool
+	// StatusPath is PHP-FPM's pm.status_path ("/fpm-status"), read with the
+	// query "json" after each probe, on a connection of its own and within
+	// Timeout, for PoolStatus. A failed read does not fail the probe. Empty
+	// means no status page is read. It is used only with FastCGI.
+	StatusPath string
+	// StatusNetwork and StatusAddress are where the status page is served
+	// (PHP-FPM's pm.status_listen). Empty StatusAddress means Network and
+	// Address; empty StatusNetwork then means "tcp".
+	StatusNetwork, StatusAddress string
 }
 
 // ProbeResult is the outcome of one probe. Its zero value (zero At) means no
@@ -123,6 +138,9 @@ type CheckSnapshot struct {
 	// for server-side logs only: it can hold addresses, paths and bytes sent
 	// by the upstream, so never put it in a client-visible response.
 	LastError string
+	// Pool is the last read of PHP-FPM's status page; nil when
+	// Settings.StatusPath is not set.
+	Pool *PoolSnapshot
 }
 
 // Checker actively probes one upstream and keeps its health state. Build it
@@ -136,8 +154,13 @@ type Checker struct {
 	rise, fall       int
 	log              *slog.Logger
 	dialer           net.Dialer
-	req              []byte        // the HTTP probe request; nil for connect-only
-	upNow            chan struct{} // always closed: WaitUp's answer while Up
+	req              []byte     // the HTTP probe request; nil for connect-only
+	path             string     // Settings.Path
+	fcgi             *fcgiProbe // nil unless Settings.FastCGI
+
+	statusPath, statusNetwork, statusAddress string
+	pool                                     poolState
+	upNow                                    chan struct{} // always closed: WaitUp's answer while Up
 
 	// after returns a channel that fires after d; nil means a real timer.
 	// Tests replace it to step probes one at a time.
@@ -213,7 +236,19 @@ func NewChecker(s Settings) *Checker {
 		flips:    newHistory[Flip](FlipHistory),
 	}
 	close(c.upNow)
-	if s.Path != "" {
+	c.path = s.Path
+	if s.FastCGI {
+		c.fcgi = newFCGIProbe(s.MaxHeaderBytes)
+		if s.StatusPath != "" {
+			c.statusPath, c.statusNetwork, c.statusAddress = s.StatusPath, s.StatusNetwork, s.StatusAddress
+			if c.statusAddress == "" {
+				c.statusNetwork, c.statusAddress = s.Network, s.Address
+			}
+			if c.statusNetwork == "" {
+				c.statusNetwork = "tcp"
+			}
+		}
+	} else if s.Path != "" {
 		c.req = []byte("GET " + s.Path + " HTTP/1.1\r\nHost: " + s.Host +
 			"\r\nUser-Agent: upmedic-health\r\nConnection: close\r\n\r\n")
 		c.br = bufio.NewReaderSize(nil, s.MaxHeaderBytes)
@@ -254,6 +289,9 @@ func (c *Checker) Run(ctx context.Context) error {
 		}
 		c.latency.Observe(res.Latency)
 		c.record(res, err)
+		if c.statusPath != "" {
+			c.readStatus(ctx)
+		}
 		if c.probed != nil {
 			c.probed()
 		}
@@ -274,7 +312,7 @@ func (c *Checker) probe(ctx context.Context, start time.Time) (ProbeResult, erro
 		return res, fmt.Errorf("dial upstream: %w", err)
 	}
 	defer conn.Close()
-	if c.req == nil {
+	if c.req == nil && c.fcgi == nil {
 		res.OK = true
 		return res, nil
 	}
@@ -286,6 +324,13 @@ func (c *Checker) probe(ctx context.Context, start time.Time) (ProbeResult, erro
 	// ends rather than hold shutdown for up to Timeout.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
+	if c.fcgi != nil {
+		if err := c.fcgiExchange(conn, &res); err != nil {
+			return res, err
+		}
+		res.OK = true
+		return res, nil
+	}
 	if _, err := conn.Write(c.req); err != nil {
 		res.Cause = diag.ClassifyIn(diag.PhaseRequest, err)
 		return res, fmt.Errorf("write probe request: %w", err)
@@ -421,6 +466,7 @@ func (c *Checker) Snapshot() CheckSnapshot {
 		NextProbe:            c.NextProbe(),
 		LastCause:            c.LastCause(),
 		LastError:            c.lastError,
+		Pool:                 c.poolSnapshot(),
 	}
 }
 

@@ -30,9 +30,10 @@ const (
 	hugeHeader                  // read the request, answer 200 with a 2 KiB header
 	answer302                   // read the request, answer 302
 	answer404                   // read the request, answer 404
+	http400                     // read the first bytes, answer 400 at once, as nginx and Node do to FastCGI bytes
 )
 
-var behaviourNames = [...]string{"answer200", "answer503", "closeNow", "silent", "refuse", "notHTTP", "hugeHeader", "answer302", "answer404"}
+var behaviourNames = [...]string{"answer200", "answer503", "closeNow", "silent", "refuse", "notHTTP", "hugeHeader", "answer302", "answer404", "http400"}
 
 func (b behaviour) String() string { return behaviourNames[b] }
 
@@ -147,6 +148,14 @@ func (f *fakeUpstream) accept(ln net.Listener) {
 func (f *fakeUpstream) serve(conn net.Conn, b behaviour) {
 	defer conn.Close()
 	if b == closeNow {
+		return
+	}
+	if b == http400 {
+		conn.SetDeadline(time.Now().Add(waitFor))
+		var first [8]byte
+		if _, err := conn.Read(first[:]); err == nil {
+			io.WriteString(conn, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		}
 		return
 	}
 	conn.SetDeadline(time.Now().Add(waitFor))

@@ -121,6 +121,14 @@ const maxMeasuredHeader = 1 << 20
 func (p *Proxy) answer(x *exchange) {
 	d := &x.d
 	resp := &x.ctx.Response
+	// A failure after the upstream's header was taken (a body that broke
+	// off while being buffered) must not carry any of its fields: the
+	// answer is upmedic's alone. Only a close already decided stays.
+	closeConn := resp.ConnectionClose()
+	resp.Reset()
+	if closeConn {
+		resp.SetConnectionClose()
+	}
 	status := d.Cause.Status()
 	resp.Header.SetStatusCode(status)
 	x.buf = d.AppendHeader(x.buf[:0], p.expose)

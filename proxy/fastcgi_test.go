@@ -275,3 +275,23 @@ func TestFastCGIStopped(t *testing.T) {
 		t.Errorf("params %v, want errno=ENOENT", params)
 	}
 }
+
+// A pool socket of mode 0600 owned by root, PHP-FPM's listen.mode when
+// listen.owner is not set to upmedic's user: upmedic, unprivileged, is
+// refused, and the hint names listen.owner, listen.group and listen.mode.
+func TestFastCGISocketPermissionDenied(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run php-fpm's master as root and upmedic as uid 65534")
+	}
+	f := phpfpm.StartWith(t, strings.Replace(phpfpm.DefaultPool, "listen.mode = 0666", "listen.owner = root\nlisten.group = root\nlisten.mode = 0600", 1),
+		"unix", "fpm.sock")
+	fi, err := os.Stat(f.Sock)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pool socket %v %v, want mode 0600", fi, err)
+	}
+	addr := startUnprivilegedProxy(t, f.Sock, fastCGIRootEnv+"="+f.Root)
+	params := wantDiagnosis(t, get(t, addr, "/hello.php"), http.StatusBadGateway, diag.SocketPermissionDenied)
+	if params["errno"] != "EACCES" || !strings.Contains(params["hint"], "listen.owner, listen.group and listen.mode") {
+		t.Errorf("params %v: want errno=EACCES and php-fpm's listen settings in the hint", params)
+	}
+}

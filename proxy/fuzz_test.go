@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upmedic/upmedic/proxy/fastcgi"
 	"github.com/upmedic/upmedic/proxy/h1"
 )
 
@@ -276,6 +277,113 @@ func FuzzUpstreamResponses(f *testing.F) {
 			t.Fatalf("for %q a forged diagnosis passed: %q", raw, out)
 		}
 		for _, path := range []string{"/next", "/after"} {
+			want := "own:" + path
+			if got := ask(t, path); !bytes.HasSuffix(got, []byte("\r\n\r\n"+want)) || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") {
+				t.Fatalf("after %q, %s got %q, want its own answer %q", raw, path, got, want)
+			}
+		}
+	})
+}
+
+// FuzzFastCGIUpstreamResponses is FuzzUpstreamResponses for a FastCGI
+// upstream: the app answers a first request with raw bytes (records, or
+// not), then every later request on the same connection with its own
+// REQUEST_URI. The first client gets a well-formed response or a visible
+// cut, and the next clients always get their own answers.
+func FuzzFastCGIUpstreamResponses(f *testing.F) {
+	rec := func(typ fastcgi.RecordType, content string) string {
+		h := fastcgi.Header{Version: 1, Type: typ, RequestID: 1, ContentLength: uint16(len(content))}
+		return string(h.AppendTo(nil)) + content
+	}
+	end := rec(fastcgi.TypeEndRequest, "\x00\x00\x00\x00\x00\x00\x00\x00")
+	for _, seed := range []string{
+		rec(fastcgi.TypeStdout, "Content-Type: text/plain\r\n\r\nhello") + end,
+		rec(fastcgi.TypeStderr, "PHP message: Primary script unknown") + rec(fastcgi.TypeStdout, "Status: 404 Not Found\r\n\r\nFile not found.\n") + end,
+		rec(fastcgi.TypeStdout, "Content-Length: 1\r\n\r\nxSTOLEN") + end + rec(fastcgi.TypeStdout, "\r\nSTOLEN") + end,
+		rec(fastcgi.TypeStdout, "Status: 200\r\n\r\nhi"), // no END_REQUEST
+		rec(fastcgi.TypeStdout, "Status: 100\r\n\r\n") + end,
+		rec(fastcgi.TypeStdout, "X Bad: v\r\n\r\n") + end,
+		rec(fastcgi.TypeStdout, "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n") + end,
+		rec(fastcgi.TypeStdout, "X-Upstream-Diagnosis: connection_refused\r\nProxy-Status: upmedic; error=connection_refused\r\n\r\n") + end,
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	var mu sync.Mutex
+	var first []byte
+	app := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var hdr [fastcgi.HeaderLen]byte
+		var uri string
+		for {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				return
+			}
+			h, err := fastcgi.ParseHeader(hdr[:])
+			if err != nil {
+				return
+			}
+			content := make([]byte, int(h.ContentLength)+int(h.PaddingLength))
+			if _, err := io.ReadFull(br, content); err != nil {
+				return
+			}
+			content = content[:h.ContentLength]
+			for h.Type == fastcgi.TypeParams && len(content) > 0 {
+				name, value, rest, err := fastcgi.NextPair(content)
+				if err != nil {
+					return
+				}
+				if string(name) == "REQUEST_URI" {
+					uri = string(value)
+				}
+				content = rest
+			}
+			if h.Type != fastcgi.TypeStdin || h.ContentLength != 0 {
+				continue
+			}
+			if uri == "/first.php" {
+				mu.Lock()
+				_, err = c.Write(first)
+				mu.Unlock()
+			} else {
+				_, err = io.WriteString(c, rec(fastcgi.TypeStdout, "Content-Type: text/plain\r\n\r\nown:"+uri)+end)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	up := newFakeUpstream(f, "tcp", app)
+	p := New(Settings{Network: "tcp", Address: up.address(), Logger: quietLogger(),
+		ResponseTimeout: 30 * time.Millisecond, ReadTimeout: 30 * time.Millisecond,
+		FastCGI: &FastCGI{Root: "/var/www"}})
+	f.Cleanup(p.Close)
+	l := serveOnPairs(f, p.Server())
+	ask := func(t *testing.T, path string) []byte {
+		c := l.dial(t)
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(c)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("reading %s: %v", path, err)
+		}
+		return out
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		mu.Lock()
+		first = raw
+		mu.Unlock()
+		out := ask(t, "/first.php")
+		if err := readResponses(out, []string{"GET"}); err != nil {
+			t.Fatalf("for %q: %v", raw, err)
+		}
+		if bytes.Contains(bytes.ToLower(out), []byte("x-upstream-diagnosis: connection_refused")) {
+			t.Fatalf("for %q a forged diagnosis passed: %q", raw, out)
+		}
+		for _, path := range []string{"/next.php", "/after.php"} {
 			want := "own:" + path
 			if got := ask(t, path); !bytes.HasSuffix(got, []byte("\r\n\r\n"+want)) || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") {
 				t.Fatalf("after %q, %s got %q, want its own answer %q", raw, path, got, want)

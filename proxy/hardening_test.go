@@ -451,3 +451,16 @@ func TestEarlyAnswerReachesTheClient(t *testing.T) {
 	}
 	waitFor(t, "the lingering closes to end", func() bool { return srv.Lingering() == 0 })
 }
+
+// A body that breaks off while being buffered is answered by upmedic alone:
+// none of the upstream's fields (a session cookie, a cache header) reach
+// the client with the 502.
+func TestFailedBodyCarriesNoUpstreamField(t *testing.T) {
+	u := newFakeUpstream(t, "tcp", raw("HTTP/1.1 200 OK\r\nSet-Cookie: session=victim\r\nCache-Control: public, max-age=3600\r\nContent-Length: 10\r\n\r\nabc"))
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: u.address()})
+	r := get(t, addr, "/")
+	wantDiagnosis(t, r, http.StatusBadGateway, diag.HTTPResponseIncomplete)
+	if c := r.Header.Values("Set-Cookie"); len(c) > 0 || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("the 502 carries the upstream's fields: Set-Cookie %q, Cache-Control %q", c, r.Header.Get("Cache-Control"))
+	}
+}

@@ -31,6 +31,9 @@ const helperEnv = "UPMEDIC_TEST_HELPER_UPSTREAM"
 const (
 	onceEnv = "UPMEDIC_TEST_HELPER_ONCE"
 	denyEnv = "UPMEDIC_TEST_HELPER_DENY_CONNECT"
+	// fastCGIRootEnv, set with helperEnv, makes the helper's upstream a
+	// FastCGI one with this document root.
+	fastCGIRootEnv = "UPMEDIC_TEST_HELPER_FASTCGI_ROOT"
 )
 
 func TestMain(m *testing.M) {
@@ -113,7 +116,11 @@ func TestDestinationIPUnroutable(t *testing.T) {
 // serveHelper serves a proxy for the unix socket at path on a loopback port,
 // prints the port's address, and stops when stdin closes.
 func serveHelper(path string) int {
-	p := New(Settings{Network: "unix", Address: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := Settings{Network: "unix", Address: path, ExposeDetails: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if root := os.Getenv(fastCGIRootEnv); root != "" {
+		s.FastCGI = &FastCGI{Root: root}
+	}
+	p := New(s)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Println("error:", err)
@@ -130,7 +137,7 @@ func serveHelper(path string) int {
 
 // startUnprivilegedProxy runs a proxy for the unix socket at path as uid and
 // gid 65534 (nobody), in a copy of this test binary, and returns its address.
-func startUnprivilegedProxy(t *testing.T, path string) string {
+func startUnprivilegedProxy(t *testing.T, path string, env ...string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to start the proxy as another uid; as non-root, file permissions apply to the test itself")
@@ -145,7 +152,7 @@ func startUnprivilegedProxy(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), helperEnv+"="+path)
+	cmd.Env = append(append(os.Environ(), helperEnv+"="+path), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"path"
 	"reflect"
 	"slices"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/upmedic/upmedic/diag"
+	"github.com/upmedic/upmedic/proxy"
 )
 
 // envPrefix starts every variable upmedic reads.
@@ -21,7 +24,7 @@ const envPrefix = "UPMEDIC_"
 // Config is upmedic's whole configuration, read from UPMEDIC_ variables. The
 // help tag is what `upmedic env` prints.
 type Config struct {
-	Upstream               string        `env:"UPSTREAM,required" help:"host:port, http://host:port or unix:/path/to.sock of the app"`
+	Upstream               string        `env:"UPSTREAM,required" help:"host:port, http://host:port or unix:/path/to.sock of the app; fastcgi://unix:/path or fastcgi://host:port for PHP-FPM"`
 	Listen                 string        `env:"LISTEN" envDefault:"127.0.0.1:8080" help:"where nginx connects: host:port or unix:/path"`
 	ListenMode             string        `env:"LISTEN_MODE" envDefault:"0660" help:"octal mode of a unix socket upmedic listens on (UPMEDIC_LISTEN, UPMEDIC_ADMIN_LISTEN), applied whatever the umask; the socket belongs to upmedic's group, which nginx's workers must be in"`
 	AdminListen            string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:9901" help:"admin API (/healthz /readyz /status /metrics): host:port or unix:/path; empty disables"`
@@ -35,7 +38,7 @@ type Config struct {
 	BufferBytes            int           `env:"BUFFER_BYTES" envDefault:"131072" help:"responses with a Content-Length up to this are received whole before upmedic answers; larger and chunked bodies stream"`
 	MaxConns               int           `env:"MAX_CONNS" envDefault:"512" help:"upstream connection cap"`
 	Hold                   time.Duration `env:"HOLD" envDefault:"0s" help:"hold requests this long while the upstream refuses or its socket is missing (restart window); 0 disables"`
-	HealthPath             string        `env:"HEALTH_PATH" help:"HTTP path probed by the health check; empty means a connect-only check"`
+	HealthPath             string        `env:"HEALTH_PATH" help:"HTTP path probed by the health check; empty means a connect-only check. With a fastcgi upstream: PHP-FPM's ping.path (answer must be pong); empty means FCGI_GET_VALUES, which runs no PHP"`
 	HealthInterval         time.Duration `env:"HEALTH_INTERVAL" envDefault:"2s" help:"health probe cadence; 0 turns health checks off (no fail-fast, /readyz ignores health)"`
 	HealthTimeout          time.Duration `env:"HEALTH_TIMEOUT" envDefault:"1s" help:"health probe timeout"`
 	HealthRise             int           `env:"HEALTH_RISE" envDefault:"2" help:"consecutive successful probes that mark the upstream up"`
@@ -46,24 +49,38 @@ type Config struct {
 	Name                   string        `env:"NAME" envDefault:"upmedic" help:"the Proxy-Status member name (an RFC 9651 token)"`
 	LogFormat              string        `env:"LOG_FORMAT" envDefault:"json" help:"json or text, to stderr"`
 	ShutdownTimeout        time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"drain time on SIGTERM"`
+	TrustedProxies         string        `env:"TRUSTED_PROXIES" help:"comma-separated CIDRs or IPs of front proxies, besides loopback and unix sockets (always trusted), whose X-Real-IP and X-Forwarded-Proto are believed; today only fastcgi upstreams use them (REMOTE_ADDR, HTTPS)"`
+	FastCGIRoot            string        `env:"FASTCGI_ROOT" help:"fastcgi upstream only, required with it: the document root as PHP-FPM sees it, an absolute path (DOCUMENT_ROOT; no SCRIPT_FILENAME leaves it)"`
+	FastCGIIndex           string        `env:"FASTCGI_INDEX" envDefault:"index.php" help:"fastcgi upstream only: the script a path ending in / runs (nginx's fastcgi_index)"`
+	FastCGIFrontController string        `env:"FASTCGI_FRONT_CONTROLLER" envDefault:"/index.php" help:"fastcgi upstream only: the script a path naming no .php script runs (nginx's try_files $uri /index.php); off for none (such paths get 404 and run nothing)"`
+	FastCGIStatusPath      string        `env:"FASTCGI_STATUS_PATH" help:"fastcgi upstream only: PHP-FPM's pm.status_path (/fpm-status), read after each health probe so that a 504 can say the pool was full; empty reads none"`
+	FastCGIStatusUpstream  string        `env:"FASTCGI_STATUS_UPSTREAM" help:"fastcgi upstream only: where the status page is served, unix:/path or host:port (PHP-FPM's pm.status_listen, which answers even when every worker is busy); empty means the upstream"`
 
 	// Set by loadConfig from the strings above.
 	upstream   address
 	listen     address
 	admin      address // zero Network: disabled
 	listenMode os.FileMode
+	trusted    []netip.Prefix
+	status     address // the status page's address; zero: the upstream's
 }
 
 // address is a parsed listen or upstream address.
 type address struct {
 	Network, Address string
+	// FastCGI marks an upstream that speaks FastCGI (fastcgi://).
+	FastCGI bool
 }
 
 func (a address) String() string {
+	s := a.Address
 	if a.Network == "unix" {
-		return "unix:" + a.Address
+		s = "unix:" + a.Address
 	}
-	return a.Address
+	if a.FastCGI {
+		s = "fastcgi://" + s
+	}
+	return s
 }
 
 // ConfigError is a configuration value upmedic cannot use. Its message names
@@ -75,6 +92,9 @@ type ConfigError struct {
 func (e *ConfigError) Error() string {
 	if e.Value == "" && e.Accepted == "is required" {
 		return e.Var + " is required: " + varHelp(e.Var)
+	}
+	if e.Value == "" && strings.HasPrefix(e.Accepted, "is required") {
+		return e.Var + " " + e.Accepted
 	}
 	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Accepted)
 }
@@ -92,9 +112,13 @@ func loadConfig(environ []string) (*Config, error) {
 		return nil, translateEnvError(err, vars)
 	}
 	// env falls back to the default for a set-but-empty variable; an empty
-	// UPMEDIC_ADMIN_LISTEN means "disabled".
+	// UPMEDIC_ADMIN_LISTEN means "disabled", as an empty
+	// UPMEDIC_FASTCGI_FRONT_CONTROLLER means "none" (like "off").
 	if v, ok := vars[envPrefix+"ADMIN_LISTEN"]; ok && strings.TrimSpace(v) == "" {
 		cfg.AdminListen = ""
+	}
+	if v, ok := vars[envPrefix+"FASTCGI_FRONT_CONTROLLER"]; ok && strings.TrimSpace(v) == "" {
+		cfg.FastCGIFrontController = "off"
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -225,7 +249,118 @@ func (c *Config) check() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return &ConfigError{Var: envPrefix + "LOG_FORMAT", Value: c.LogFormat, Accepted: "must be json or text"}
 	}
+	if c.trusted, err = parseTrusted(c.TrustedProxies); err != nil {
+		return &ConfigError{Var: envPrefix + "TRUSTED_PROXIES", Value: c.TrustedProxies, Accepted: err.Error()}
+	}
+	return c.checkFastCGI()
+}
+
+// fastCGIVars are the variables that only a fastcgi upstream reads, with
+// the value each holds when it was not set.
+func (c *Config) fastCGIVars() []struct{ name, value, unset string } {
+	return []struct{ name, value, unset string }{
+		{"FASTCGI_ROOT", c.FastCGIRoot, ""},
+		{"FASTCGI_INDEX", c.FastCGIIndex, "index.php"},
+		{"FASTCGI_FRONT_CONTROLLER", c.FastCGIFrontController, "/index.php"},
+		{"FASTCGI_STATUS_PATH", c.FastCGIStatusPath, ""},
+		{"FASTCGI_STATUS_UPSTREAM", c.FastCGIStatusUpstream, ""},
+	}
+}
+
+// checkFastCGI checks the UPMEDIC_FASTCGI_ variables: required or refused by
+// the kind of upstream, then what proxy.CheckFastCGI says of them.
+func (c *Config) checkFastCGI() error {
+	if !c.upstream.FastCGI {
+		for _, v := range c.fastCGIVars() {
+			if v.value != v.unset {
+				return &ConfigError{Var: envPrefix + v.name, Value: v.value,
+					Accepted: "is for a fastcgi upstream only (UPMEDIC_UPSTREAM=fastcgi://unix:/path or fastcgi://host:port); unset it for an HTTP upstream"}
+			}
+		}
+		return nil
+	}
+	if c.FastCGIRoot == "" {
+		return &ConfigError{Var: envPrefix + "FASTCGI_ROOT", Accepted: "is required with a fastcgi upstream: the document root as PHP-FPM sees it, such as /var/www/html"}
+	}
+	if root := strings.TrimSuffix(c.FastCGIRoot, "/"); !strings.HasPrefix(c.FastCGIRoot, "/") || (root != "" && path.Clean(root) != root) {
+		return &ConfigError{Var: envPrefix + "FASTCGI_ROOT", Value: c.FastCGIRoot, Accepted: "must be a clean absolute path (no . or .. segments), as PHP-FPM sees it: /var/www/html"}
+	}
+	if c.FastCGIStatusPath != "" && (!strings.HasPrefix(c.FastCGIStatusPath, "/") || strings.ContainsAny(c.FastCGIStatusPath, "?#") ||
+		strings.ContainsFunc(c.FastCGIStatusPath, func(r rune) bool { return r <= ' ' || r >= 0x7f })) {
+		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
+			Accepted: "must be PHP-FPM's pm.status_path: start with /, no query, no spaces or control characters (/fpm-status)"}
+	}
+	if c.FastCGIStatusPath != "" && c.HealthInterval == 0 {
+		return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_PATH", Value: c.FastCGIStatusPath,
+			Accepted: "is read by the health checker, which UPMEDIC_HEALTH_INTERVAL=0 turns off; unset one of them"}
+	}
+	if c.FastCGIStatusUpstream != "" {
+		if c.FastCGIStatusPath == "" {
+			return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_UPSTREAM", Value: c.FastCGIStatusUpstream,
+				Accepted: "needs UPMEDIC_FASTCGI_STATUS_PATH: the status page is read only when its path is set"}
+		}
+		var err error
+		if strings.HasPrefix(c.FastCGIStatusUpstream, "unix:") {
+			c.status, err = parseUnix(c.FastCGIStatusUpstream)
+		} else {
+			c.status, err = parseHostPort(c.FastCGIStatusUpstream, 1, "use unix:/path or host:port, where PHP-FPM's pm.status_listen listens")
+		}
+		if err != nil {
+			return &ConfigError{Var: envPrefix + "FASTCGI_STATUS_UPSTREAM", Value: c.FastCGIStatusUpstream, Accepted: err.Error()}
+		}
+		c.status.FastCGI = true
+	}
+	// Checked one setting at a time, so that the error names the variable
+	// without reading the message.
+	f := c.fastCGI()
+	for _, step := range []struct {
+		name, value string
+		f           proxy.FastCGI
+	}{
+		{"FASTCGI_ROOT", c.FastCGIRoot, proxy.FastCGI{Root: f.Root}},
+		{"FASTCGI_INDEX", c.FastCGIIndex, proxy.FastCGI{Root: f.Root, Index: f.Index}},
+		{"FASTCGI_FRONT_CONTROLLER", c.FastCGIFrontController, *f},
+	} {
+		if err := proxy.CheckFastCGI(&step.f); err != nil {
+			return &ConfigError{Var: envPrefix + step.name, Value: step.value, Accepted: strings.TrimPrefix(err.Error(), "fastcgi: ")}
+		}
+	}
 	return nil
+}
+
+// fastCGI returns the proxy's FastCGI settings, without Pool; nil for an
+// HTTP upstream.
+func (c *Config) fastCGI() *proxy.FastCGI {
+	if !c.upstream.FastCGI {
+		return nil
+	}
+	front := c.FastCGIFrontController
+	if front == "off" {
+		front = ""
+	}
+	return &proxy.FastCGI{Root: c.FastCGIRoot, Index: c.FastCGIIndex, FrontController: front, Trusted: c.trusted}
+}
+
+// parseTrusted accepts a comma-separated list of CIDRs and IP addresses;
+// empty gives none.
+func parseTrusted(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("%q is neither a CIDR nor an IP address; use a comma-separated list such as 10.0.0.0/8,192.0.2.7", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // parseMode accepts a file mode in octal: 660, 0660 or 0o660, at most 0777.
@@ -241,7 +376,8 @@ func parseMode(s string) (os.FileMode, error) {
 	return os.FileMode(n), nil
 }
 
-// parseUpstream accepts host:port, http://host:port and unix:/path.
+// parseUpstream accepts host:port, http://host:port, unix:/path and, for
+// PHP-FPM, fastcgi://unix:/path and fastcgi://host:port.
 func parseUpstream(s string) (address, error) {
 	switch {
 	case strings.HasPrefix(s, "unix:"):
@@ -249,7 +385,16 @@ func parseUpstream(s string) (address, error) {
 	case strings.HasPrefix(s, "https://"):
 		return address{}, errors.New("TLS upstreams are not supported; use host:port, http://host:port or unix:/path/to.sock")
 	case strings.HasPrefix(s, "fastcgi://"):
-		return address{}, errors.New("FastCGI upstreams are not supported yet; use host:port, http://host:port or unix:/path/to.sock")
+		rest := strings.TrimPrefix(s, "fastcgi://")
+		var a address
+		var err error
+		if strings.HasPrefix(rest, "unix:") {
+			a, err = parseUnix(rest)
+		} else {
+			a, err = parseHostPort(strings.TrimSuffix(rest, "/"), 1, "use fastcgi://unix:/run/php/php8.2-fpm.sock or fastcgi://127.0.0.1:9000 (PHP-FPM's listen)")
+		}
+		a.FastCGI = err == nil
+		return a, err
 	}
 	s = strings.TrimPrefix(s, "http://")
 	s = strings.TrimSuffix(s, "/")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,8 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.upstream != (address{"tcp", "127.0.0.1:8000"}) || cfg.listen != (address{"tcp", "127.0.0.1:8080"}) ||
-		cfg.admin != (address{"tcp", "127.0.0.1:9901"}) {
+	if cfg.upstream != (address{Network: "tcp", Address: "127.0.0.1:8000"}) || cfg.listen != (address{Network: "tcp", Address: "127.0.0.1:8080"}) ||
+		cfg.admin != (address{Network: "tcp", Address: "127.0.0.1:9901"}) {
 		t.Errorf("addresses: %+v %+v %+v", cfg.upstream, cfg.listen, cfg.admin)
 	}
 	if cfg.ConnectTimeout != 2*time.Second || cfg.ResponseTimeout != 45*time.Second || cfg.ReadTimeout != 30*time.Second ||
@@ -34,11 +35,11 @@ func TestConfigUpstreamForms(t *testing.T) {
 		in   string
 		want address
 	}{
-		{"127.0.0.1:8000", address{"tcp", "127.0.0.1:8000"}},
-		{"http://app:8000", address{"tcp", "app:8000"}},
-		{"http://[::1]:8000/", address{"tcp", "[::1]:8000"}},
-		{"unix:/run/app.sock", address{"unix", "/run/app.sock"}},
-		{"http://unix:/run/app.sock", address{"unix", "/run/app.sock"}},
+		{"127.0.0.1:8000", address{Network: "tcp", Address: "127.0.0.1:8000"}},
+		{"http://app:8000", address{Network: "tcp", Address: "app:8000"}},
+		{"http://[::1]:8000/", address{Network: "tcp", Address: "[::1]:8000"}},
+		{"unix:/run/app.sock", address{Network: "unix", Address: "/run/app.sock"}},
+		{"http://unix:/run/app.sock", address{Network: "unix", Address: "/run/app.sock"}},
 	} {
 		cfg, err := loadConfig([]string{"UPMEDIC_UPSTREAM=" + tc.in})
 		if err != nil {
@@ -164,13 +165,18 @@ func TestConfigUnknownVariables(t *testing.T) {
 // FuzzParseUpstream: any string gets an address or an error, never a panic,
 // and an accepted address is one upmedic can dial.
 func FuzzParseUpstream(f *testing.F) {
-	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", ""} {
+	for _, s := range []string{"127.0.0.1:8000", "http://app:8000/", "unix:/run/app.sock", "http://unix:/x", "https://a:1", "fastcgi://unix:/x", "[::1]:80", ":80", "unix:", "",
+		"fastcgi://127.0.0.1:9000", "fastcgi://[::1]:9000/", "fastcgi://unix:/x//", "fastcgi://", "fastcgi://http://a:1", "http://fastcgi://a:1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		a, err := parseUpstream(s)
 		if err != nil {
 			return
+		}
+		// What /status and the log show parses back to the same upstream.
+		if back, err := parseUpstream(a.String()); err != nil || back != a {
+			t.Errorf("%q: %+v shows as %q, which parses to %+v, %v", s, a, a.String(), back, err)
 		}
 		switch a.Network {
 		case "unix":
@@ -206,4 +212,116 @@ func FuzzParseMode(f *testing.F) {
 			t.Fatalf("%q: %#o reads back as %#o, %v", s, m, back, err)
 		}
 	})
+}
+
+func TestConfigFastCGIUpstreamForms(t *testing.T) {
+	for _, tc := range []struct {
+		in, show string
+		want     address
+	}{
+		{"fastcgi://unix:/run/php/php8.2-fpm.sock", "fastcgi://unix:/run/php/php8.2-fpm.sock", address{Network: "unix", Address: "/run/php/php8.2-fpm.sock", FastCGI: true}},
+		{"fastcgi://127.0.0.1:9000", "fastcgi://127.0.0.1:9000", address{Network: "tcp", Address: "127.0.0.1:9000", FastCGI: true}},
+		{"fastcgi://[::1]:9000/", "fastcgi://[::1]:9000", address{Network: "tcp", Address: "[::1]:9000", FastCGI: true}},
+		{"fastcgi://php:9000", "fastcgi://php:9000", address{Network: "tcp", Address: "php:9000", FastCGI: true}},
+	} {
+		cfg, err := loadConfig([]string{"UPMEDIC_UPSTREAM=" + tc.in, "UPMEDIC_FASTCGI_ROOT=/var/www/html"})
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if cfg.upstream != tc.want || cfg.upstream.String() != tc.show {
+			t.Errorf("%s: got %+v %q, want %+v %q", tc.in, cfg.upstream, cfg.upstream.String(), tc.want, tc.show)
+		}
+		f := cfg.fastCGI()
+		if f == nil || f.Root != "/var/www/html" || f.Index != "index.php" || f.FrontController != "/index.php" || f.Pool != nil {
+			t.Errorf("%s: proxy settings %+v", tc.in, f)
+		}
+	}
+	cfg, err := loadConfig([]string{"UPMEDIC_UPSTREAM=127.0.0.1:8000"})
+	if err != nil || cfg.fastCGI() != nil || cfg.upstream.String() != "127.0.0.1:8000" {
+		t.Errorf("an HTTP upstream: %v %+v", err, cfg)
+	}
+}
+
+func TestConfigFastCGISettings(t *testing.T) {
+	base := []string{"UPMEDIC_UPSTREAM=fastcgi://127.0.0.1:9000", "UPMEDIC_FASTCGI_ROOT=/srv/app/public"}
+	for _, tc := range []struct {
+		name   string
+		env    []string
+		front  string
+		status address
+		nets   []string
+	}{
+		{"front controller off", []string{"UPMEDIC_FASTCGI_FRONT_CONTROLLER=off"}, "", address{}, nil},
+		{"front controller set empty", []string{"UPMEDIC_FASTCGI_FRONT_CONTROLLER="}, "", address{}, nil},
+		{"front controller", []string{"UPMEDIC_FASTCGI_FRONT_CONTROLLER=/app.php"}, "/app.php", address{}, nil},
+		{"status on its own socket", []string{"UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=unix:/run/php/status.sock"},
+			"/index.php", address{Network: "unix", Address: "/run/php/status.sock", FastCGI: true}, nil},
+		{"status on tcp", []string{"UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=127.0.0.1:9001"},
+			"/index.php", address{Network: "tcp", Address: "127.0.0.1:9001", FastCGI: true}, nil},
+		{"trusted", []string{"UPMEDIC_TRUSTED_PROXIES=10.0.0.0/8, 192.0.2.7,2001:db8::/32"}, "/index.php", address{},
+			[]string{"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(append(slices.Clone(base), tc.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := cfg.fastCGI()
+			if f.FrontController != tc.front || cfg.status != tc.status {
+				t.Errorf("front %q status %+v, want %q %+v", f.FrontController, cfg.status, tc.front, tc.status)
+			}
+			var nets []string
+			for _, p := range f.Trusted {
+				nets = append(nets, p.String())
+			}
+			if !slices.Equal(nets, tc.nets) {
+				t.Errorf("trusted %v, want %v", nets, tc.nets)
+			}
+		})
+	}
+}
+
+func TestConfigFastCGIErrorsNameTheVariable(t *testing.T) {
+	fcgi := "UPMEDIC_UPSTREAM=fastcgi://unix:/run/php/php8.2-fpm.sock"
+	root := "UPMEDIC_FASTCGI_ROOT=/var/www/html"
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"root missing", []string{fcgi}, []string{"UPMEDIC_FASTCGI_ROOT is required with a fastcgi upstream"}},
+		{"root relative", []string{fcgi, "UPMEDIC_FASTCGI_ROOT=www"}, []string{`UPMEDIC_FASTCGI_ROOT="www"`, "absolute"}},
+		{"root not clean", []string{fcgi, "UPMEDIC_FASTCGI_ROOT=/var/../www"}, []string{`UPMEDIC_FASTCGI_ROOT="/var/../www"`}},
+		{"index not php", []string{fcgi, root, "UPMEDIC_FASTCGI_INDEX=index.html"}, []string{`UPMEDIC_FASTCGI_INDEX="index.html"`, ".php"}},
+		{"front not php", []string{fcgi, root, "UPMEDIC_FASTCGI_FRONT_CONTROLLER=/index.html"}, []string{`UPMEDIC_FASTCGI_FRONT_CONTROLLER="/index.html"`, ".php"}},
+		{"status path relative", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=status"}, []string{`UPMEDIC_FASTCGI_STATUS_PATH="status"`, "pm.status_path"}},
+		{"status path with query", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/status?json"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "no query"}},
+		{"status path without health checks", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_HEALTH_INTERVAL=0"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "UPMEDIC_HEALTH_INTERVAL=0"}},
+		{"status upstream without path", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_UPSTREAM=127.0.0.1:9001"}, []string{"UPMEDIC_FASTCGI_STATUS_UPSTREAM", "needs UPMEDIC_FASTCGI_STATUS_PATH"}},
+		{"status upstream bad", []string{fcgi, root, "UPMEDIC_FASTCGI_STATUS_PATH=/s", "UPMEDIC_FASTCGI_STATUS_UPSTREAM=9001"}, []string{`UPMEDIC_FASTCGI_STATUS_UPSTREAM="9001"`, "pm.status_listen"}},
+		{"fastcgi upstream bad", []string{"UPMEDIC_UPSTREAM=fastcgi://unix:php.sock", root}, []string{"UPMEDIC_UPSTREAM", "absolute path"}},
+		{"fastcgi upstream no port", []string{"UPMEDIC_UPSTREAM=fastcgi://127.0.0.1", root}, []string{"UPMEDIC_UPSTREAM", "fastcgi://127.0.0.1:9000"}},
+		{"trusted bad", []string{fcgi, root, "UPMEDIC_TRUSTED_PROXIES=10.0.0.0/8,nginx"}, []string{`UPMEDIC_TRUSTED_PROXIES="10.0.0.0/8,nginx"`, `"nginx" is neither`}},
+		{"root with http", []string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", root}, []string{"UPMEDIC_FASTCGI_ROOT", "fastcgi upstream only"}},
+		{"index with http", []string{"UPMEDIC_UPSTREAM=unix:/run/app.sock", "UPMEDIC_FASTCGI_INDEX=main.php"}, []string{"UPMEDIC_FASTCGI_INDEX", "fastcgi upstream only"}},
+		{"front off with http", []string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_FASTCGI_FRONT_CONTROLLER=off"}, []string{"UPMEDIC_FASTCGI_FRONT_CONTROLLER", "fastcgi upstream only"}},
+		{"status path with http", []string{"UPMEDIC_UPSTREAM=127.0.0.1:8000", "UPMEDIC_FASTCGI_STATUS_PATH=/fpm-status"}, []string{"UPMEDIC_FASTCGI_STATUS_PATH", "fastcgi upstream only"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(tc.env)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") || strings.Contains(msg, "FastCGIRoot") {
+				t.Errorf("error %q: more than one line or names a Go field", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+		})
+	}
 }

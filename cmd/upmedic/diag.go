@@ -49,22 +49,35 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	as := fs.String("as", "", "probe as this user (name or uid, optionally :group): root only; the connect and the permission checks are that user's")
 	confFile := fs.String("conf", "", "nginx's configuration, read for its worker user (default "+defaultNginxConf+" when it exists)")
+	path := fs.String("path", "", "the path to request, in place of UPMEDIC_HEALTH_PATH; for a fastcgi upstream, php-fpm's ping.path (/ping)")
 	upstreamArg, err := parseInterspersed(fs, args)
 	if err != nil {
 		return 2
 	}
 	if upstreamArg != "" {
-		if _, err := parseUpstream(upstreamArg); err != nil {
+		a, err := parseUpstream(upstreamArg)
+		if err != nil {
 			fmt.Fprintf(stderr, "upmedic diag probe: upstream %q: %v\n", upstreamArg, err)
 			return 2
 		}
-		// The argument takes the place of UPMEDIC_UPSTREAM.
+		// The argument takes the place of UPMEDIC_UPSTREAM; the FASTCGI_
+		// variables of the configured upstream do not apply to an HTTP one.
 		environ = append(slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
-			return strings.HasPrefix(kv, envPrefix+"UPSTREAM=")
+			return strings.HasPrefix(kv, envPrefix+"UPSTREAM=") || (!a.FastCGI && strings.HasPrefix(kv, envPrefix+"FASTCGI_"))
 		}), envPrefix+"UPSTREAM="+upstreamArg)
 	} else if !hasVar(environ, envPrefix+"UPSTREAM") {
 		fmt.Fprintln(stderr, "upmedic diag probe: which upstream? Give it as an argument (upmedic diag probe unix:/run/gunicorn/app.sock) or set UPMEDIC_UPSTREAM")
 		return 2
+	}
+	if *path != "" {
+		environ = append(slices.DeleteFunc(slices.Clone(environ), func(kv string) bool {
+			return strings.HasPrefix(kv, envPrefix+"HEALTH_PATH=")
+		}), envPrefix+"HEALTH_PATH="+*path)
+	}
+	if a, err := parseUpstream(envVars(environ)[envPrefix+"UPSTREAM"]); err == nil && a.FastCGI && !hasVar(environ, envPrefix+"FASTCGI_ROOT") {
+		// The probe runs no script, so it needs no document root; serve
+		// does.
+		environ = append(slices.Clone(environ), envPrefix+"FASTCGI_ROOT=/")
 	}
 	cfg, err := loadConfig(environ)
 	if err != nil {
@@ -75,6 +88,8 @@ func diagProbe(args, environ []string, stdout, stderr io.Writer) int {
 		Network: cfg.upstream.Network, Address: cfg.upstream.Address, Display: cfg.upstream.String(),
 		HealthPath: cfg.HealthPath, ConnectTimeout: cfg.ConnectTimeout,
 		ResponseTimeout: cfg.ResponseTimeout, MaxHeaderBytes: cfg.MaxResponseHeaderBytes,
+		FastCGI: cfg.upstream.FastCGI, StatusPath: cfg.FastCGIStatusPath,
+		StatusNetwork: cfg.status.Network, StatusAddress: cfg.status.Address,
 	}
 	if *as != "" {
 		id, err := lookupIdentity(*as)

@@ -114,7 +114,7 @@ func envRows(environ []string, image map[string]string) (rows []envRow, problems
 			r.Value, r.From = "(not set)", "-"
 		case !set:
 			r.From = fromDefault
-		case strings.TrimSpace(given) == "" && f.Default != "" && f.Var != envPrefix+"ADMIN_LISTEN":
+		case strings.TrimSpace(given) == "" && f.Default != "" && !emptyMeansOff(f.Var):
 			r.From = fromEmpty // env/v11 falls back to the default
 		case inImage && imageValue == given:
 			r.From = fromImage
@@ -133,6 +133,12 @@ func envRows(environ []string, image map[string]string) (rows []envRow, problems
 		problems = errs
 	}
 	return rows, problems
+}
+
+// emptyMeansOff reports whether a variable set empty turns its setting off
+// rather than falling back to the default (loadConfig handles these).
+func emptyMeansOff(name string) bool {
+	return name == envPrefix+"ADMIN_LISTEN" || name == envPrefix+"FASTCGI_FRONT_CONTROLLER"
 }
 
 // showValue formats a Config field's value as `upmedic env` shows it.

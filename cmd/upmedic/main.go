@@ -34,8 +34,10 @@ commands:
   check                  exit 0 when the running sidecar reports ready (Docker HEALTHCHECK)
   env                    print every UPMEDIC_ variable: its value in effect, where it came
                          from, its default and meaning
-  diag probe [--json] [--as USER] [UPSTREAM]
-                         one-shot doctor against UPSTREAM (default UPMEDIC_UPSTREAM), as USER
+  diag probe [--json] [--as USER] [--path PATH] [UPSTREAM]
+                         one-shot doctor against UPSTREAM (default UPMEDIC_UPSTREAM), as USER;
+                         fastcgi:// upstreams get FCGI_GET_VALUES, PATH as php-fpm's ping.path,
+                         and UPMEDIC_FASTCGI_STATUS_PATH
   diag nginx-log [--json] [--since TIME] [--conf FILE] [FILE|-]
                          classify an nginx error.log; exit 1 when it holds upstream failures
   diag nginx-conf [--json] [FILE]
@@ -109,6 +111,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 		MaxResponseHeaderBytes: cfg.MaxResponseHeaderBytes, BufferBytes: bufferBytes(cfg.BufferBytes),
 		MaxConns: cfg.MaxConns, Hold: cfg.Hold, ExposeDetails: cfg.ExposeDetails, Name: cfg.Name,
 		Journal: journal, Traffic: traffic, Logger: log,
+		FastCGI: cfg.fastCGI(),
 	}
 	// UPMEDIC_HEALTH_INTERVAL=0 and UPMEDIC_BREAKER_FAILURES=0 turn them off:
 	// nil in every Settings (and never a nil pointer in proxy's interfaces).
@@ -119,8 +122,13 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			Path: cfg.HealthPath, Interval: cfg.HealthInterval, Timeout: cfg.HealthTimeout,
 			Rise: cfg.HealthRise, Fall: cfg.HealthFall,
 			MaxHeaderBytes: cfg.MaxResponseHeaderBytes, Logger: log,
+			FastCGI: cfg.upstream.FastCGI, StatusPath: cfg.FastCGIStatusPath,
+			StatusNetwork: cfg.status.Network, StatusAddress: cfg.status.Address,
 		})
 		ps.Health = checker
+		if ps.FastCGI != nil && cfg.FastCGIStatusPath != "" {
+			ps.FastCGI.Pool = checker
+		}
 	}
 	var breaker *health.Breaker
 	if cfg.BreakerFailures > 0 {
@@ -131,6 +139,10 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 	}
 	p := proxy.New(ps)
 	defer p.Close()
+	var stderrLines admin.FastCGIStderr
+	if ps.FastCGI != nil {
+		stderrLines = p
+	}
 
 	ln, err := listen(cfg.listen, cfg.listenMode)
 	if err != nil {
@@ -156,7 +168,7 @@ func serveConfig(ctx context.Context, cfg *Config, log *slog.Logger, ready chan<
 			Handler: admin.NewHandler(admin.Settings{
 				Upstream: cfg.upstream.String(), Journal: journal, Traffic: traffic,
 				Checker: checker, Breaker: breaker, Timers: p, Logger: log, Version: version,
-				Started: started, Config: configInEffect(cfg),
+				Started: started, Config: configInEffect(cfg), FastCGI: stderrLines,
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 		}

@@ -134,7 +134,7 @@ func (p *prober) readFailed(h headRead) {
 		}
 		f.Fix = []string{
 			"see the app's log at this time: a crash, an out-of-memory kill, a worker timeout",
-			"php-fpm speaks FastCGI and uwsgi --socket its own protocol: upmedic needs an HTTP listener (uwsgi --http-socket)",
+			"php-fpm resets an HTTP request at once: for it use UPMEDIC_UPSTREAM=fastcgi://" + strings.TrimPrefix(p.s.Display, "http://") + "; uwsgi --socket speaks its own protocol: give it an HTTP listener (uwsgi --http-socket)",
 			"reproduce: " + p.reproduce(),
 		}
 		p.r.add(f)
@@ -150,6 +150,9 @@ func (p *prober) readFailed(h headRead) {
 // notHTTP explains a response that does not start with "HTTP/".
 func (p *prober) notHTTP(b []byte) {
 	proto, fix := guessProtocol(b)
+	if proto == protoFastCGI {
+		fix = "php-fpm speaks FastCGI, and so does upmedic: use UPMEDIC_UPSTREAM=fastcgi://" + strings.TrimPrefix(p.s.Display, "http://") + " with UPMEDIC_FASTCGI_ROOT set to the document root"
+	}
 	f := Finding{Cause: diag.ClassifyIn(diag.PhaseHeader, diag.ErrNotHTTP), Severity: SeverityFail,
 		Title: "the upstream does not answer in HTTP: this looks like " + proto,
 		Details: []string{
@@ -160,6 +163,9 @@ func (p *prober) notHTTP(b []byte) {
 	p.r.add(f)
 }
 
+// protoFastCGI is guessProtocol's name for FastCGI bytes.
+const protoFastCGI = "a FastCGI server (php-fpm)"
+
 // guessProtocol names the protocol the first bytes of a non-HTTP answer
 // probably belong to, and the fix.
 func guessProtocol(b []byte) (proto, fix string) {
@@ -168,8 +174,7 @@ func guessProtocol(b []byte) (proto, fix string) {
 		return "a TLS (HTTPS) port",
 			"upmedic speaks plain HTTP to the upstream: use the app's plain-HTTP port, or let the app listen without TLS on a local address"
 	case len(b) >= 2 && b[0] == 0x01 && b[1] >= 1 && b[1] <= 11:
-		return "a FastCGI server (php-fpm)",
-			"php-fpm speaks FastCGI, not HTTP: keep nginx's fastcgi_pass for it, or put an HTTP server in front of it"
+		return protoFastCGI, "php-fpm speaks FastCGI: use UPMEDIC_UPSTREAM=fastcgi://..."
 	case bytes.HasPrefix(b, []byte("SSH-")):
 		return "an SSH server", "this is an SSH port, not the app: check the port number"
 	case len(b) >= 9 && b[0] == 0 && (b[3] == 0x04 || b[3] == 0x07) && b[5]&0x80 == 0:

@@ -71,6 +71,17 @@ type Settings struct {
 	// report says to run the probe as each of them. Nil names only
 	// upmedic's own user.
 	TestAs []string
+
+	// FastCGI makes the probe speak FastCGI (php-fpm) after the connect:
+	// FCGI_GET_VALUES, then HealthPath as php-fpm's ping.path (expects
+	// pong), then StatusPath. False means HTTP.
+	FastCGI bool
+	// StatusPath is php-fpm's pm.status_path, read with ?json when FastCGI
+	// is set. Empty reads none.
+	StatusPath string
+	// StatusNetwork and StatusAddress are where the status page is served
+	// (pm.status_listen). Empty StatusAddress means Network and Address.
+	StatusNetwork, StatusAddress string
 }
 
 func (s Settings) withDefaults() Settings {
@@ -329,12 +340,17 @@ func Check(ctx context.Context, s Settings) *Report {
 	if err != nil {
 		r.Errno = diag.Errno(err)
 		p.explainConnect(ctx, err)
+		p.fpmConnectHints()
 		return r
 	}
 	defer conn.Close()
 	r.Connected = true
 	p.connected()
 
+	if s.FastCGI {
+		p.fastCGI(ctx, conn)
+		return r
+	}
 	if s.HealthPath == "" {
 		r.add(Finding{Severity: SeverityOK,
 			Title:   "no health path: HTTP was not checked",
@@ -353,6 +369,9 @@ func (p *prober) connected() {
 	if p.s.Network == "unix" {
 		if d := p.describeSocket(); d != "" {
 			f.Details = append(f.Details, d)
+			if p.s.FastCGI {
+				f.Details = append(f.Details, "php-fpm gives its socket the pool's listen.owner, listen.group and listen.mode: nginx needed them to allow its workers, upmedic needs them to allow its own user")
+			}
 		}
 		if p.id.isRoot() {
 			p.r.add(f)

@@ -506,7 +506,7 @@ func TestProbeNotHTTP(t *testing.T) {
 		fix     string
 	}{
 		{"tls-alert.raw", "TLS (HTTPS) port", "plain-HTTP port"},
-		{"fastcgi.raw", "FastCGI server (php-fpm)", "fastcgi_pass"},
+		{"fastcgi.raw", "FastCGI server (php-fpm)", "use UPMEDIC_UPSTREAM=fastcgi://127.0.0.1:"},
 		{"ssh-banner.raw", "SSH server", "check the port number"},
 		{"h2-settings.raw", "HTTP/2-only server", "HTTP/1.1"},
 		{"mysql-greeting.raw", "MySQL", "database port"},

@@ -35,7 +35,16 @@ func (r *Report) WriteText(w io.Writer, color bool) error {
 	b.WriteString(paint(ansiBold, "upmedic diag probe: "+r.Upstream) + "\n")
 	kv := func(k, v string) { fmt.Fprintf(&b, "  %-9s %s\n", k, v) }
 	kv("upstream", r.Network+" "+r.Address)
-	if r.HealthPath != "" {
+	if set := r.Settings; set.FastCGI {
+		req := "FastCGI: FCGI_GET_VALUES"
+		if r.HealthPath != "" {
+			req += ", GET " + r.HealthPath + " (ping.path)"
+		}
+		if set.StatusPath != "" {
+			req += ", GET " + set.StatusPath + "?json (pm.status_path)"
+		}
+		kv("request", req)
+	} else if r.HealthPath != "" {
 		kv("request", "GET "+r.HealthPath+" HTTP/1.1, Host: "+r.Host)
 	} else {
 		kv("request", "none: connect only (no health path)")

@@ -205,9 +205,9 @@ var (
 	// ErrHeaderName is returned for a header line whose name is empty or not
 	// an RFC 9110 token directly followed by ':'.
 	ErrHeaderName = errors.New("fastcgi: CGI header name is not a token followed by ':'")
-	// ErrHeaderValue is returned for a header value holding NUL, or CR not
-	// followed by LF.
-	ErrHeaderValue = errors.New("fastcgi: CGI header value holds NUL or a bare CR")
+	// ErrHeaderValue is returned for a header value holding a control byte
+	// other than HTAB (NUL, DEL, a CR not followed by LF).
+	ErrHeaderValue = errors.New("fastcgi: CGI header value holds a control byte")
 	// ErrHeaderFold is returned for a header line that starts with
 	// whitespace (obsolete line folding, RFC 9112 5.2).
 	ErrHeaderFold = errors.New("fastcgi: CGI header line starts with whitespace (line folding)")

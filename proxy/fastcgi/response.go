@@ -20,7 +20,8 @@ const maxMeasure = 1 << 20
 //     which scripts write either way. A CR anywhere else is ErrHeaderValue.
 //   - A name is an RFC 9110 token directly followed by ':'
 //     (ErrHeaderName); a line starting with whitespace, obsolete folding,
-//     is ErrHeaderFold; a value may not hold NUL (ErrHeaderValue).
+//     is ErrHeaderFold; a value may not hold a control byte but HTAB: NUL, DEL
+//     and the rest (ErrHeaderValue).
 //     Whitespace around a value is trimmed.
 //   - Status is three digits 200-599, optionally a space and a reason
 //     (ErrStatus). 1xx is refused too: an interim status cannot be a
@@ -102,6 +103,18 @@ func (h *ResponseHeader) Parse(b []byte) (int, error) {
 	}
 }
 
+// validValue reports whether v may be a field value (RFC 9110 section 5.5):
+// no control byte but HTAB, DEL included, as proxy/h1 holds the fields
+// upmedic passes on to.
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 func (h *ResponseHeader) line(line []byte) error {
 	if line[0] == ' ' || line[0] == '\t' {
 		return ErrHeaderFold
@@ -114,7 +127,7 @@ func (h *ResponseHeader) line(line []byte) error {
 		return ErrHeaderName
 	}
 	name, value := line[:colon], trimOWS(line[colon+1:])
-	if bytes.IndexByte(value, 0) >= 0 || bytes.IndexByte(value, '\r') >= 0 {
+	if !validValue(value) {
 		return ErrHeaderValue
 	}
 	switch {
