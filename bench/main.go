@@ -73,14 +73,6 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated contender names to keep (default all), e.g. upmedic,upmedic-cand,nginx")
 	flag.BoolVar(&o.noInstall, "no-install", false, "do not apt-get install missing tools")
 	flag.Parse()
-	scenariosSet := false
-	flag.Visit(func(f *flag.Flag) { scenariosSet = scenariosSet || f.Name == "scenarios" })
-	if o.smoke && !scenariosSet {
-		// Not in the default smoke run until upmedic accepts fastcgi://
-		// upstreams (its config lands after the transport): ask for it
-		// with -smoke -scenarios fastcgi.
-		o.scenarios = strings.Join(slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == "fastcgi" }), ",")
-	}
 	if o.smoke {
 		// A 1 MiB scenario measured cold for 1s sometimes finished no request:
 		// warm each contender up for 1s first.
