@@ -2,6 +2,8 @@ package main
 
 import (
 	"math"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +71,51 @@ func TestStealPct(t *testing.T) {
 	}
 	if got := stealPct(b, a); got != 0 {
 		t.Errorf("steal backwards %v, want 0", got)
+	}
+}
+
+func TestParentPID(t *testing.T) {
+	if got, want := parentPID(os.Getpid()), os.Getppid(); got != want {
+		t.Errorf("parentPID(self) = %d, want %d", got, want)
+	}
+	if got := parentPID(-5); got != -1 {
+		t.Errorf("parentPID(-5) = %d, want -1", got)
+	}
+}
+
+func TestFastCGISection(t *testing.T) {
+	mk := func(c contender, cpu, p50 float64) *contenderResult {
+		cr := &contenderResult{c: c, scenario: "fastcgi", answer: answer{status: 200}}
+		for round := range 3 {
+			cr.samples = append(cr.samples, sample{round: round, requests: 1000, secs: 1, cpuSecs: cpu, p50: p50, p99: 2 * p50})
+		}
+		return cr
+	}
+	sr := &scenarioResult{sc: loadScenario{key: "fastcgi", fastcgi: true}, results: []*contenderResult{
+		mk(cNginxFastCGI, 0.020, 0.3), mk(cUpmedicFastCGI, 0.030, 0.5),
+	}}
+	out := fastcgiSection(sr)
+	for _, want := range []string{
+		"| nginx-fastcgi | 200 | 1000 | 20.0 | - |",
+		"upmedic CPU/req ÷ nginx fastcgi_pass CPU/req: **1.50x**",
+		"p50 added to nginx -> php-fpm direct: +0.20 ms paired",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("section lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestNginxFastCGIConf(t *testing.T) {
+	keep := nginxFastCGIConf("/d", "127.0.0.1:1", "/d/fpm.sock", "/d/root", true)
+	stock := nginxFastCGIConf("/d", "127.0.0.1:1", "/d/fpm.sock", "/d/root", false)
+	for _, want := range []string{"server unix:/d/fpm.sock;", "keepalive 16;", "fastcgi_keep_conn on;", "root /d/root;",
+		"fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;"} {
+		if !strings.Contains(keep, want) {
+			t.Errorf("keep-alive config lacks %q", want)
+		}
+	}
+	if strings.Contains(stock, "keepalive") || !strings.Contains(stock, "fastcgi_keep_conn off;") {
+		t.Errorf("stock config keeps connections:\n%s", stock)
 	}
 }

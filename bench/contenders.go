@@ -42,7 +42,16 @@ type contender struct {
 	// want, for the refused-upstream scenario, is the answer to wait for
 	// before measuring ("503 upstream_unhealthy"); empty takes the first.
 	want string
-	note string
+	// fastcgi: the upstream is a php-fpm pool of the contender's own
+	// (startPHP); nginx talks fastcgi_pass to it, upmedic fastcgi://.
+	fastcgi bool
+	// keepConn, for nginx with fastcgi: upstream keepalive and
+	// fastcgi_keep_conn on.
+	keepConn bool
+	// front puts an nginx (proxy_pass, keepalive) on the load core in
+	// front of the contender: the load goes to it.
+	front bool
+	note  string
 }
 
 // The contenders. Every proxy runs on the proxy core with one worker.
@@ -83,6 +92,16 @@ type proc struct {
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when it exited
 	peak  int64         // VmHWM, KiB, of earlier instances (fresh contenders)
+	app   *proc         // the contender's own upstream (a php-fpm master), or nil
+	front *proc         // the nginx in front of it, or nil
+}
+
+// target is where the load goes: the front nginx when there is one.
+func (p *proc) target() string {
+	if p.front != nil {
+		return p.front.addr
+	}
+	return p.addr
 }
 
 // runner starts and stops the processes of a run and remembers every one
@@ -239,6 +258,14 @@ func (r *runner) start(c contender, upstream *proc, upAddr, dir string) (*proc, 
 	if err := os.MkdirAll(cdir, 0o755); err != nil {
 		return nil, err
 	}
+	var app *proc
+	docroot := ""
+	if c.fastcgi {
+		if app, docroot, err = r.startPHP(c, cdir); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.name, err)
+		}
+		upAddr = "fastcgi://unix:" + app.addr
+	}
 	var argv, env []string
 	admin := ""
 	switch c.kind {
@@ -253,12 +280,19 @@ func (r *runner) start(c contender, upstream *proc, upAddr, dir string) (*proc, 
 		argv = []string{bin, "serve"}
 		env = append([]string{"GOMAXPROCS=1", "UPMEDIC_UPSTREAM=" + upAddr, "UPMEDIC_LISTEN=" + addr,
 			"UPMEDIC_ADMIN_LISTEN=" + admin, "UPMEDIC_SHUTDOWN_TIMEOUT=2s"}, c.env...)
+		if c.fastcgi {
+			env = append(env, "UPMEDIC_FASTCGI_ROOT="+docroot)
+		}
 		if r.opt.smoke {
 			env = append(env, c.smokeEnv...)
 		}
 	case "nginx":
 		conf := filepath.Join(cdir, "nginx.conf")
-		if err := os.WriteFile(conf, []byte(nginxConf(cdir, addr, upAddr, c.streaming, c.bigBuffers)), 0o644); err != nil {
+		text := nginxConf(cdir, addr, upAddr, c.streaming, c.bigBuffers)
+		if c.fastcgi {
+			text = nginxFastCGIConf(cdir, addr, app.addr, docroot, c.keepConn)
+		}
+		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, err
 		}
 		argv = []string{r.bins["nginx"], "-p", cdir, "-c", conf, "-e", filepath.Join(cdir, "error.log")}
@@ -285,11 +319,40 @@ func (r *runner) start(c contender, upstream *proc, upAddr, dir string) (*proc, 
 	if err != nil {
 		return nil, err
 	}
-	p.addr, p.admin = addr, admin
+	p.addr, p.admin, p.app = addr, admin, app
 	if err := waitListening(p, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("%s: %w (log: %s)", c.name, err, filepath.Join(cdir, "proxy.log"))
 	}
+	if c.front {
+		if p.front, err = r.startFront(c, cdir, p.addr); err != nil {
+			return nil, fmt.Errorf("%s: front nginx: %w", c.name, err)
+		}
+	}
 	return p, nil
+}
+
+// startFront starts an nginx on the load core that proxy_passes to addr,
+// as the HTTP scenarios' nginx does (keepalive 128, HTTP/1.1).
+func (r *runner) startFront(c contender, dir, addr string) (*proc, error) {
+	dir = filepath.Join(dir, "front")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	faddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(dir, faddr, addr, false, false)), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := r.spawn(contender{name: c.name + "/front"}, dir, "nginx.log", r.opt.loadCPU,
+		[]string{r.bins["nginx"], "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log")}, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.addr = faddr
+	return p, waitListening(p, 15*time.Second)
 }
 
 // restart replaces p with a fresh instance, keeping its peak RSS.
@@ -316,20 +379,7 @@ func safeName(s string) string {
 
 // waitListening waits until p accepts connections.
 func waitListening(p *proc, timeout time.Duration) error {
-	end := time.Now().Add(timeout)
-	for time.Now().Before(end) {
-		select {
-		case <-p.done:
-			return errors.New("exited before listening")
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", p.addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("not listening on %s after %s", p.addr, timeout)
+	return waitDial(p, "tcp", p.addr, timeout)
 }
 
 // answer is what a proxy answered one GET: its status, and upmedic's
@@ -378,7 +428,7 @@ func waitAnswer(ctx context.Context, p *proc, path, want string, timeout time.Du
 	end := time.Now().Add(timeout)
 	var a answer
 	for {
-		a = probe(ctx, p.addr, path)
+		a = probe(ctx, p.target(), path)
 		if a.err == nil && (want == "" || a.String() == want) || time.Now().After(end) || ctx.Err() != nil {
 			return a
 		}

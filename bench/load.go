@@ -21,6 +21,8 @@ type loadScenario struct {
 	conns      int
 	bodyBytes  int  // > 0: POST a body this large
 	refused    bool // the upstream refuses connections
+	// fastcgi: no shared upstream; each contender has its own php-fpm.
+	fastcgi    bool
 	contenders []contender
 }
 
@@ -30,10 +32,13 @@ type sample struct {
 	requests int64
 	secs     float64 // wall time wrk measured
 	cpuSecs  float64 // proxy utime+stime over the run
-	wrkSecs  float64 // wrk's own utime+stime
-	p50, p99 float64 // ms
-	errs     wrkErrors
-	steal    float64 // % over the run
+	// upCPUSecs is the upstream's utime+stime (a php-fpm master and its
+	// workers) over the run, frontCPUSecs the front nginx's, if any.
+	upCPUSecs, frontCPUSecs float64
+	wrkSecs                 float64 // wrk's own utime+stime
+	p50, p99                float64 // ms
+	errs                    wrkErrors
+	steal                   float64 // % over the run
 	// foreign is the CPU time, in % of one core, that processes other than
 	// the proxy, the upstream and wrk used during the run: the machine's
 	// other tenants.
@@ -81,11 +86,17 @@ func (r *runner) runLoad(ctx context.Context, sc loadScenario) (*scenarioResult,
 	}
 	defer trimLogs(dir)
 	defer r.stopAllTimed(sc.key)
-	up, err := r.startUpstream(dir)
-	if err != nil {
-		return nil, err
+	var (
+		up     *proc
+		upAddr string
+		err    error
+	)
+	if !sc.fastcgi {
+		if up, err = r.startUpstream(dir); err != nil {
+			return nil, err
+		}
+		upAddr = up.addr
 	}
-	upAddr := up.addr
 	if sc.refused {
 		if upAddr, err = freeAddr(); err != nil { // bound, then closed: refuses
 			return nil, err
@@ -214,31 +225,42 @@ func (r *runner) startAll(cs []contender, up *proc, upAddr, dir string) ([]*proc
 // warm sends the warm-up load to p, or one request when there is none.
 func (r *runner) warm(ctx context.Context, p *proc, sc loadScenario, lua string) error {
 	if r.opt.warmup <= 0 {
-		if a := probe(ctx, p.addr, sc.path); a.err != nil {
+		if a := probe(ctx, p.target(), sc.path); a.err != nil {
 			return a.err
 		}
 		return nil
 	}
-	_, err := r.wrk(ctx, p.addr, sc, lua, r.opt.warmup)
+	_, err := r.wrk(ctx, p.target(), sc, lua, r.opt.warmup)
 	return err
 }
 
 // measure runs wrk once against p and reads p's CPU time around it.
 func (r *runner) measure(ctx context.Context, p, up *proc, sc loadScenario, lua string, round int) (sample, error) {
 	upTicks := func() int64 {
+		if p.app != nil {
+			t, _ := treeTicks(p.app.pid)
+			return t
+		}
 		if up == nil || up.pid == p.pid {
 			return 0
 		}
 		t, _ := cpuTicks(up.pid)
 		return t
 	}
+	frontTicks := func() int64 {
+		if p.front == nil {
+			return 0
+		}
+		t, _ := cpuTicks(p.front.pid)
+		return t
+	}
 	st0 := readCPUStat()
-	up0 := upTicks()
+	up0, front0 := upTicks(), frontTicks()
 	cpu0, err := cpuTicks(p.pid)
 	if err != nil {
 		return sample{}, err
 	}
-	w, err := r.wrk(ctx, p.addr, sc, lua, r.opt.duration)
+	w, err := r.wrk(ctx, p.target(), sc, lua, r.opt.duration)
 	if err != nil {
 		return sample{}, err
 	}
@@ -246,12 +268,14 @@ func (r *runner) measure(ctx context.Context, p, up *proc, sc loadScenario, lua 
 	if err != nil {
 		return sample{}, err
 	}
-	up1 := upTicks()
+	up1, front1 := upTicks(), frontTicks()
 	st1 := readCPUStat()
 	w.round = round
 	w.cpuSecs = float64(cpu1-cpu0) / clockTicks
+	w.upCPUSecs = float64(up1-up0) / clockTicks
+	w.frontCPUSecs = float64(front1-front0) / clockTicks
 	w.steal = stealPct(st0, st1)
-	ours := float64(cpu1-cpu0+up1-up0)/clockTicks + w.wrkSecs
+	ours := w.cpuSecs + w.upCPUSecs + w.frontCPUSecs + w.wrkSecs
 	w.foreign = max(0, 100*(float64(busyTicks(st0, st1))/clockTicks-ours)/w.secs)
 	return w, nil
 }

@@ -43,7 +43,7 @@ type options struct {
 	only        string
 }
 
-var allScenarios = []string{"small", "large", "upload", "refused", "idle", "stream"}
+var allScenarios = []string{"small", "large", "upload", "refused", "fastcgi", "idle", "stream"}
 
 func main() {
 	if len(os.Args) > 1 {
@@ -120,6 +120,18 @@ func run(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	if !o.profile && slices.Contains(strings.Split(o.scenarios, ","), "fastcgi") {
+		p, err := findPHPFPM(!o.noInstall)
+		if me, ok := errors.AsType[*missingError](err); ok && os.Getenv("CI") != "true" {
+			// php-fpm is only the FastCGI scenario's peer: the others run.
+			fmt.Fprintf(os.Stderr, "bench: fastcgi scenario skipped: %v; CI=true makes this a failure\n", me)
+			o.scenarios = strings.Join(slices.DeleteFunc(strings.Split(o.scenarios, ","), func(s string) bool { return s == "fastcgi" }), ",")
+		} else if err != nil {
+			return fmt.Errorf("fastcgi scenario: %w", err)
+		} else {
+			bins[phpFPM] = p
+		}
+	}
 	if o.out == "" {
 		o.out = filepath.Join(root, "bench", "out", time.Now().Format("20060102-150405"))
 	}
@@ -164,6 +176,8 @@ func (r *runner) runAll(ctx context.Context) error {
 		{key: "upload", title: "64 KiB uploads (POST), 16 connections", path: "/upload", conns: 16, bodyBytes: uploadBytes, contenders: proxiesAll},
 		{key: "refused", title: "upstream refusing connections, 64 connections: each proxy's own answer", path: "/small", conns: 64, refused: true,
 			contenders: []contender{cUpmedicProxied, cUpmedicUnhealthy, cUpmedic502, cUpmedicBreaker, cFastHTTP, cNginxBuf, cHAProxy, cCaddy, cHTTPUtil}},
+		{key: "fastcgi", title: fmt.Sprintf("PHP-FPM over FastCGI: a 100-byte PHP answer, %d connections", fastcgiConns), path: "/index.php",
+			conns: fastcgiConns, fastcgi: true, contenders: fastcgiContenders},
 	}
 	proxies := proxiesAll
 	streamers := append(slices.Clone(proxiesAll), cNginx64k)
@@ -274,7 +288,7 @@ func moduleRoot() (string, error) {
 // packages maps a tool to the Debian package that has it.
 var packages = map[string]string{
 	"taskset": "util-linux", "wrk": "wrk", "nginx": "nginx", "haproxy": "haproxy",
-	"caddy": "caddy", "perf": "linux-perf", "strace": "strace",
+	"caddy": "caddy", "perf": "linux-perf", "strace": "strace", phpFPM: "php8.2-fpm",
 }
 
 // missingError is tools' answer when a tool is missing and it may not or

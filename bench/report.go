@@ -72,29 +72,18 @@ func (rep *report) markdown() string {
 	b.WriteString(machine())
 	for _, sr := range rep.loads {
 		fmt.Fprintf(&b, "\n## %s\n\n", sr.sc.title)
-		b.WriteString("| proxy | answer | req/s | req/CPU-s | CPU% | p50 ms | p99 ms | peak RSS MiB | spread | errors |\n")
-		b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
-		for _, cr := range sr.results {
-			errs := wrkErrors{}
-			for _, s := range cr.samples {
-				errs.connect += s.errs.connect
-				errs.read += s.errs.read
-				errs.write += s.errs.write
-				errs.timeout += s.errs.timeout
-				errs.status += s.errs.status
+		if sr.sc.fastcgi {
+			b.WriteString(fastcgiSection(sr))
+		} else {
+			b.WriteString("| proxy | answer | req/s | req/CPU-s | CPU% | p50 ms | p99 ms | peak RSS MiB | spread | errors |\n")
+			b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+			for _, cr := range sr.results {
+				fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.0f%% | %s |\n",
+					cr.c.name, cr.answer, cr.med(sample.rps), cr.med(sample.perCPU),
+					cr.med(func(s sample) float64 { return 100 * s.cpuSecs / s.secs }),
+					cr.med(func(s sample) float64 { return s.p50 }), cr.med(func(s sample) float64 { return s.p99 }),
+					mib(cr.peakKiB), cr.spread(), errorsCell(cr, sr.sc.refused))
 			}
-			e := "-"
-			if errs.socket() > 0 || (errs.status > 0 && !sr.sc.refused) {
-				e = fmt.Sprintf("c%d r%d w%d t%d non2xx %d", errs.connect, errs.read, errs.write, errs.timeout, errs.status)
-			}
-			if cr.note != "" {
-				e += "; " + cr.note
-			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.0f | %.2f | %.2f | %s | %.0f%% | %s |\n",
-				cr.c.name, cr.answer, cr.med(sample.rps), cr.med(sample.perCPU),
-				cr.med(func(s sample) float64 { return 100 * s.cpuSecs / s.secs }),
-				cr.med(func(s sample) float64 { return s.p50 }), cr.med(func(s sample) float64 { return s.p99 }),
-				mib(cr.peakKiB), cr.spread(), e)
 		}
 		b.WriteString("\nsteal per round (% of all CPU time): ")
 		for i, s := range sr.roundSteal {
@@ -144,7 +133,7 @@ func (rep *report) markdown() string {
 	b.WriteString(rep.goals())
 	b.WriteString("\n## Contenders\n\n")
 	seen := map[string]bool{}
-	for _, c := range append(append([]contender{cDirect}, proxiesAll...), cNginx64k, cUpmedicProxied, cUpmedicUnhealthy, cUpmedic502, cUpmedicBreaker) {
+	for _, c := range append(append(append([]contender{cDirect}, proxiesAll...), cNginx64k, cUpmedicProxied, cUpmedicUnhealthy, cUpmedic502, cUpmedicBreaker), fastcgiContenders...) {
 		key := c.name + c.note
 		if seen[key] {
 			continue
@@ -154,6 +143,27 @@ func (rep *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "\nTotal time: %s.\n", rep.elapsed.Round(time.Second))
 	return b.String()
+}
+
+// errorsCell is the errors column: wrk's socket errors and non-2xx answers
+// (not counted where refusals are the point), and the contender's note.
+func errorsCell(cr *contenderResult, refused bool) string {
+	errs := wrkErrors{}
+	for _, s := range cr.samples {
+		errs.connect += s.errs.connect
+		errs.read += s.errs.read
+		errs.write += s.errs.write
+		errs.timeout += s.errs.timeout
+		errs.status += s.errs.status
+	}
+	e := "-"
+	if errs.socket() > 0 || (errs.status > 0 && !refused) {
+		e = fmt.Sprintf("c%d r%d w%d t%d non2xx %d", errs.connect, errs.read, errs.write, errs.timeout, errs.status)
+	}
+	if cr.note != "" {
+		e += "; " + cr.note
+	}
+	return e
 }
 
 // pairedRatio is the median over rounds of f(a)/f(b) within each round, when
@@ -260,6 +270,15 @@ func (rep *report) goals() string {
 			}
 		}
 	}
+	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGI.name, cpuPerReq); ok {
+		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req (keepalive)", v, "<= 1.0x", v <= 1, "%.2fx")
+	}
+	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGIFronted.name, cpuPerReq); ok {
+		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req, both behind a front nginx (info)", v, "-", true, "%.2fx")
+	}
+	if v, ok := ratio("fastcgi", cUpmedicFastCGI.name, cNginxFastCGIStock.name, cpuPerReq); ok {
+		row("FastCGI: upmedic CPU/req ÷ nginx fastcgi_pass CPU/req (stock, no keepalive) (info)", v, "-", true, "%.2fx")
+	}
 	if v, ok := ratio("large", "upmedic", "nginx-nobuf", rps); ok {
 		row("1 MiB: upmedic req/s vs nginx-nobuf", v, ">= 1.0x", v >= 1, "%.2fx")
 	}
@@ -351,7 +370,7 @@ func machine() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %d CPUs (nproc), %s, kernel %s, %s.\n", runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version())
-	fmt.Fprintf(&b, "Versions: %s; %s; %s; caddy %s; %s.\n", first("go", "version"), first("nginx", "-v"),
-		first("haproxy", "-v"), first("caddy", "version"), first("wrk", "-v"))
+	fmt.Fprintf(&b, "Versions: %s; %s; %s; caddy %s; %s; %s.\n", first("go", "version"), first("nginx", "-v"),
+		first("haproxy", "-v"), first("caddy", "version"), first("wrk", "-v"), first(phpFPM, "-v"))
 	return b.String()
 }
