@@ -140,6 +140,15 @@ func TestPHPFPMThroughNginx(t *testing.T) {
 			t.Errorf("log line %s", line)
 		}
 	})
+	t.Run("limit_extensions: an upload named as a script", func(t *testing.T) {
+		// cgi.fix_pathinfo walks /uploads/avatar.jpg/x.php back to the
+		// .jpg, which security.limit_extensions refuses to run.
+		r := s.via.get(t, "/uploads/avatar.jpg/x.php")
+		wantLabelled(t, r, 403, "script_access_denied;received-status=403")
+		if strings.Contains(string(r.body), "ran") {
+			t.Errorf("the upload ran as PHP: %q", r.body)
+		}
+	})
 	t.Run("PHP's own 503", func(t *testing.T) {
 		r := s.via.get(t, "/status503.php")
 		wantLabelled(t, r, 503, "upstream_status;received-status=503")
