@@ -82,6 +82,20 @@ type fcgiConn struct {
 	// being buffered, and a streamed body's first bytes.
 	hbuf, body []byte
 	one        [1]byte
+	// id is the request id of the request in progress: each request on a
+	// connection gets the next one, so that a record left over from an
+	// earlier request (one that arrived after the reuse check) is
+	// ErrRequestID, a diagnosed 502, never the next client's answer.
+	id uint16
+}
+
+// nextID moves fc to the next request id, skipping 0 (management records).
+func (fc *fcgiConn) nextID() uint16 {
+	fc.id++
+	if fc.id == fastcgi.NullRequestID {
+		fc.id = 1
+	}
+	return fc.id
 }
 
 // fcgiExchange is the FastCGI part of an exchange, reused with it.
@@ -120,6 +134,27 @@ var (
 	// classifies as a header-size failure, like bufio's full buffer.
 	errFastCGIHeaderSize = fmt.Errorf("%w: %w", fastcgi.ErrHeaderTooLarge, bufio.ErrBufferFull)
 )
+
+// errFastCGIProtocol marks a record-layer error: the upstream broke the
+// FastCGI protocol, which classifies as http_protocol_error in every phase.
+var errFastCGIProtocol = fmt.Errorf("proxy: FastCGI protocol broken: %w", diag.ErrNotHTTP)
+
+// fastCGIProtocol marks err when it says the upstream broke the FastCGI
+// protocol (a record of the wrong version, type or request id, a bad
+// FCGI_END_REQUEST), so that it is never taken for a network failure or an
+// unclassified one; other errors come back as they are. It allocates only
+// for such an error.
+func fastCGIProtocol(err error) error {
+	switch {
+	case errors.Is(err, fastcgi.ErrVersion), errors.Is(err, fastcgi.ErrUnknownType),
+		errors.Is(err, fastcgi.ErrUnexpectedType), errors.Is(err, fastcgi.ErrRequestID),
+		errors.Is(err, fastcgi.ErrEndRequestLength), errors.Is(err, fastcgi.ErrStdoutAfterEnd),
+		errors.Is(err, fastcgi.ErrCantMpxConn), errors.Is(err, fastcgi.ErrOverloaded),
+		errors.Is(err, fastcgi.ErrUnknownRole), errors.Is(err, fastcgi.ErrProtocolStatus):
+		return fmt.Errorf("%w: %w", errFastCGIProtocol, err)
+	}
+	return err
+}
 
 // prepareFastCGI resolves the script a request runs and builds its CGI
 // parameters, before any upstream connection is taken. A request that may
@@ -232,13 +267,13 @@ func (p *Proxy) roundTripFastCGI(x *exchange, c *conn) (diag.Phase, error) {
 	if !c.reused || (x.clientBody.r != nil && !x.bodyBuffered) {
 		x.sent = time.Now()
 	}
-	fc.r.Reset(c.br, 1)
+	fc.r.Reset(c.br, fc.id)
 	body, err := fc.r.ReadHeader(&fc.h, fc.hbuf[:0])
 	if err != nil {
 		if errors.Is(err, fastcgi.ErrHeaderTooLarge) {
 			err = errFastCGIHeaderSize
 		}
-		return diag.PhaseHeader, err
+		return diag.PhaseHeader, fastCGIProtocol(err)
 	}
 	c.idle, c.keepAlive = p.readTimeout, fastCGIKeepAlive
 	fh := &fc.h
@@ -261,7 +296,7 @@ func (p *Proxy) roundTripFastCGI(x *exchange, c *conn) (diag.Phase, error) {
 	fc.body = append(fc.body[:0], body...)
 	complete, err := fc.readBody(p.bufferBytes)
 	if err != nil {
-		return diag.PhaseBody, err
+		return diag.PhaseBody, fastCGIProtocol(err)
 	}
 	cl := fh.ContentLength
 	if noBody {
@@ -300,7 +335,7 @@ func (p *Proxy) roundTripFastCGI(x *exchange, c *conn) (diag.Phase, error) {
 // FCGI_STDIN that ends it, then flushes.
 func (p *Proxy) writeFastCGI(x *exchange, c *conn) error {
 	fx, w := &x.fx, &c.fcgi.w
-	w.Reset(c.bw, 1)
+	w.Reset(c.bw, c.fcgi.nextID())
 	if err := w.BeginRequest(true); err != nil {
 		return err
 	}

@@ -57,10 +57,23 @@ func serveFakeFastCGI(c net.Conn, answer []byte) {
 			return
 		}
 		if h.Type == fastcgi.TypeStdin && h.ContentLength == 0 {
+			setRequestIDs(answer, h.RequestID)
 			if _, err := c.Write(answer); err != nil {
 				return
 			}
 		}
+	}
+}
+
+// setRequestIDs sets the request id of every whole record in b to id.
+func setRequestIDs(b []byte, id uint16) {
+	for len(b) >= fastcgi.HeaderLen {
+		b[2], b[3] = byte(id>>8), byte(id)
+		n := fastcgi.HeaderLen + (int(b[4])<<8 | int(b[5])) + int(b[6])
+		if n > len(b) {
+			return
+		}
+		b = b[n:]
 	}
 }
 

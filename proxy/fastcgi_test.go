@@ -295,3 +295,54 @@ func TestFastCGISocketPermissionDenied(t *testing.T) {
 		t.Errorf("params %v: want errno=EACCES and php-fpm's listen settings in the hint", params)
 	}
 }
+
+// A record left over from an earlier request on a kept connection, one that
+// arrives after the reuse check, names that request's id: the next client
+// gets a diagnosed 502, never the earlier request's answer.
+func TestFastCGIStaleRecordNeverAnswers(t *testing.T) {
+	rec := func(typ fastcgi.RecordType, id uint16, content string) []byte {
+		h := fastcgi.Header{Version: 1, Type: typ, RequestID: id, ContentLength: uint16(len(content))}
+		return append(h.AppendTo(nil), content...)
+	}
+	answer := func(id uint16, body string) []byte {
+		b := rec(fastcgi.TypeStdout, id, "Content-Type: text/plain\r\n\r\n"+body)
+		return append(b, rec(fastcgi.TypeEndRequest, id, "\x00\x00\x00\x00\x00\x00\x00\x00")...)
+	}
+	app := func(c net.Conn) {
+		br := bufio.NewReader(c)
+		buf := make([]byte, 66<<10)
+		var prev uint16
+		for n := 0; ; {
+			h, _, err := readRecord(br, buf)
+			if err != nil {
+				return
+			}
+			if h.Type != fastcgi.TypeStdin || h.ContentLength != 0 {
+				continue
+			}
+			n++
+			out := answer(h.RequestID, fmt.Sprintf("answer %d", n))
+			if n == 2 {
+				// The late record of request 1, then request 2's own answer.
+				out = append(answer(prev, "STOLEN"), out...)
+			}
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+			prev = h.RequestID
+		}
+	}
+	u := newFakeUpstream(t, "tcp", app)
+	addr, _ := startProxy(t, Settings{Network: "tcp", Address: u.address(), FastCGI: &FastCGI{Root: "/var/www"}})
+	if r := get(t, addr, "/a.php"); r.StatusCode != 200 || string(r.body) != "answer 1" {
+		t.Fatalf("first: %d %q", r.StatusCode, r.body)
+	}
+	r := get(t, addr, "/b.php")
+	if strings.Contains(string(r.body), "STOLEN") {
+		t.Fatalf("the second client got the first request's late answer: %d %q", r.StatusCode, r.body)
+	}
+	wantDiagnosis(t, r, http.StatusBadGateway, diag.HTTPProtocolError)
+	if u.accepted() != 1 {
+		t.Errorf("%d upstream connections, want the one kept (the test needs the reuse)", u.accepted())
+	}
+}

@@ -302,13 +302,18 @@ func FuzzFastCGIUpstreamResponses(f *testing.F) {
 			if h.Type != fastcgi.TypeStdin || h.ContentLength != 0 {
 				continue
 			}
+			// The fuzzed bytes and the answers carry the request's id, so
+			// that what the fuzzer varies is the rest.
+			var out []byte
 			if uri == "/first.php" {
 				mu.Lock()
-				_, err = c.Write(first)
+				out = append(out, first...)
 				mu.Unlock()
 			} else {
-				_, err = io.WriteString(c, rec(fastcgi.TypeStdout, "Content-Type: text/plain\r\n\r\nown:"+uri)+end)
+				out = []byte(rec(fastcgi.TypeStdout, "Content-Type: text/plain\r\n\r\nown:"+uri) + end)
 			}
+			setRequestIDs(out, h.RequestID)
+			_, err = c.Write(out)
 			if err != nil {
 				return
 			}

@@ -175,7 +175,7 @@ func (s *bodyStream) readFastCGI(b []byte) (int, error) {
 		s.done = true
 		return n, io.EOF
 	case err != nil:
-		return n, s.fail(err)
+		return n, s.fail(fastCGIProtocol(err))
 	}
 	return n, nil
 }
