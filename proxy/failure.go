@@ -25,7 +25,7 @@ func (x *exchange) failed(phase diag.Phase, err error, c *conn) diag.Cause {
 		Errno:    diag.Errno(err),
 		Attempts: x.attempts,
 		Held:     x.held,
-		FastCGI:  p.fastCGI,
+		FastCGI:  p.fcgi != nil,
 		Upstream: p.display,
 	}
 	now := time.Now()

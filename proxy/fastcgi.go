@@ -145,12 +145,7 @@ var errFastCGIProtocol = fmt.Errorf("proxy: FastCGI protocol broken: %w", diag.E
 // unclassified one; other errors come back as they are. It allocates only
 // for such an error.
 func fastCGIProtocol(err error) error {
-	switch {
-	case errors.Is(err, fastcgi.ErrVersion), errors.Is(err, fastcgi.ErrUnknownType),
-		errors.Is(err, fastcgi.ErrUnexpectedType), errors.Is(err, fastcgi.ErrRequestID),
-		errors.Is(err, fastcgi.ErrEndRequestLength), errors.Is(err, fastcgi.ErrStdoutAfterEnd),
-		errors.Is(err, fastcgi.ErrCantMpxConn), errors.Is(err, fastcgi.ErrOverloaded),
-		errors.Is(err, fastcgi.ErrUnknownRole), errors.Is(err, fastcgi.ErrProtocolStatus):
+	if errors.Is(err, fastcgi.ErrProtocol) {
 		return fmt.Errorf("%w: %w", errFastCGIProtocol, err)
 	}
 	return err

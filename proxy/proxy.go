@@ -115,7 +115,6 @@ type Proxy struct {
 	holdSlots       chan struct{} // a token per request being held
 	expose          bool
 	name            string
-	fastCGI         bool
 	kills           killTimers // the app's kill timers, from premature closes
 	health          HealthState
 	breaker         Breaker
@@ -186,7 +185,6 @@ func New(s Settings) *Proxy {
 		holdSlots:       make(chan struct{}, s.MaxConns),
 		expose:          s.ExposeDetails,
 		name:            s.Name,
-		fastCGI:         s.FastCGI != nil,
 		health:          s.Health,
 		breaker:         s.Breaker,
 		journal:         s.Journal,
@@ -400,7 +398,7 @@ func (x *exchange) run() diag.Cause {
 		}
 		if err == nil {
 			if st := x.ctx.Response.StatusCode(); st >= 500 {
-				x.d = diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: st, FastCGI: p.fastCGI}
+				x.d = diag.Diagnosis{Cause: diag.UpstreamStatus, ReceivedStatus: st, FastCGI: p.fcgi != nil}
 			}
 			if x.d.Cause.Passthrough() {
 				p.labelUpstreamStatus(x)

@@ -141,32 +141,32 @@ var (
 	// ErrVersion is returned when a record header's version byte is not 1:
 	// the upstream does not speak FastCGI (see Sniff). The Reader consumes
 	// nothing of such a header, so the caller can Peek at the bytes.
-	ErrVersion = errors.New("fastcgi: record version is not 1")
+	ErrVersion error = &protocolError{"fastcgi: record version is not 1"}
 	// ErrUnknownType is returned for a record type the specification does
 	// not define (0, or above 11).
-	ErrUnknownType = errors.New("fastcgi: record type is not defined by the specification")
+	ErrUnknownType error = &protocolError{"fastcgi: record type is not defined by the specification"}
 	// ErrUnexpectedType is returned for a record type an application must
 	// not send to a web server at that point (FCGI_PARAMS, FCGI_STDIN, ...
 	// or a management record in the middle of a request).
-	ErrUnexpectedType = errors.New("fastcgi: record type is not one an application sends here")
+	ErrUnexpectedType error = &protocolError{"fastcgi: record type is not one an application sends here"}
 	// ErrRequestID is returned when a record carries another request id
 	// than the request in progress.
-	ErrRequestID = errors.New("fastcgi: record is for another request id")
+	ErrRequestID error = &protocolError{"fastcgi: record is for another request id"}
 	// ErrEndRequestLength is returned when FCGI_END_REQUEST's content is not
 	// the 8 bytes the specification gives it.
-	ErrEndRequestLength = errors.New("fastcgi: FCGI_END_REQUEST content is not 8 bytes")
+	ErrEndRequestLength error = &protocolError{"fastcgi: FCGI_END_REQUEST content is not 8 bytes"}
 	// ErrStdoutAfterEnd is returned when STDOUT content follows the empty
 	// STDOUT record that ended the stream.
-	ErrStdoutAfterEnd = errors.New("fastcgi: STDOUT content after the end of the stream")
+	ErrStdoutAfterEnd error = &protocolError{"fastcgi: STDOUT content after the end of the stream"}
 	// ErrCantMpxConn, ErrOverloaded and ErrUnknownRole are FCGI_END_REQUEST
 	// with the protocolStatus of that name: the application rejected the
 	// request without running it.
-	ErrCantMpxConn = errors.New("fastcgi: application cannot multiplex connections (FCGI_CANT_MPX_CONN)")
-	ErrOverloaded  = errors.New("fastcgi: application is overloaded (FCGI_OVERLOADED)")
-	ErrUnknownRole = errors.New("fastcgi: application does not know the responder role (FCGI_UNKNOWN_ROLE)")
+	ErrCantMpxConn error = &protocolError{"fastcgi: application cannot multiplex connections (FCGI_CANT_MPX_CONN)"}
+	ErrOverloaded  error = &protocolError{"fastcgi: application is overloaded (FCGI_OVERLOADED)"}
+	ErrUnknownRole error = &protocolError{"fastcgi: application does not know the responder role (FCGI_UNKNOWN_ROLE)"}
 	// ErrProtocolStatus is returned for an FCGI_END_REQUEST protocolStatus
 	// the specification does not define.
-	ErrProtocolStatus = errors.New("fastcgi: FCGI_END_REQUEST protocolStatus is not defined by the specification")
+	ErrProtocolStatus error = &protocolError{"fastcgi: FCGI_END_REQUEST protocolStatus is not defined by the specification"}
 	// ErrNoEndRequest is returned when the connection ends or is reset at a
 	// record boundary before FCGI_END_REQUEST: the worker died (PHP-FPM's
 	// request_terminate_timeout, a crash, the OOM killer) or closed the
@@ -239,6 +239,21 @@ var (
 	// end in '/', when the Resolver has no front controller. Answer 404.
 	ErrNoScript = errors.New("fastcgi: request path names no PHP script")
 )
+
+// ErrProtocol is what every record-layer error says: the application broke
+// the FastCGI protocol (a record of the wrong version, type or request id,
+// a malformed or refusing FCGI_END_REQUEST). errors.Is(err, ErrProtocol)
+// holds for ErrVersion, ErrUnknownType, ErrUnexpectedType, ErrRequestID,
+// ErrEndRequestLength, ErrStdoutAfterEnd, ErrCantMpxConn, ErrOverloaded,
+// ErrUnknownRole and ErrProtocolStatus, so that a caller tells them from
+// network failures without listing them.
+var ErrProtocol = errors.New("fastcgi: the application broke the FastCGI protocol")
+
+// protocolError is a record-layer error: its own message, and ErrProtocol.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string        { return e.msg }
+func (e *protocolError) Is(target error) bool { return target == ErrProtocol }
 
 // closeError is a premature close: its own message, and io.ErrUnexpectedEOF
 // for callers that classify closes without knowing FastCGI.

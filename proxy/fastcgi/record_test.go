@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -474,5 +475,21 @@ func TestReaderStickyAfterTimeout(t *testing.T) {
 	}
 	if n, err := r.WriteTo(io.Discard); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("WriteTo after the deadline error = %d, %v", n, err)
+	}
+}
+
+// Every record-layer error says ErrProtocol; a premature close and the CGI
+// header errors do not.
+func TestErrProtocol(t *testing.T) {
+	for _, err := range []error{ErrVersion, ErrUnknownType, ErrUnexpectedType, ErrRequestID, ErrEndRequestLength,
+		ErrStdoutAfterEnd, ErrCantMpxConn, ErrOverloaded, ErrUnknownRole, ErrProtocolStatus} {
+		if !errors.Is(err, ErrProtocol) || !errors.Is(fmt.Errorf("read: %w", err), err) {
+			t.Errorf("%v: not ErrProtocol, or not itself when wrapped", err)
+		}
+	}
+	for _, err := range []error{ErrNoEndRequest, ErrTruncatedRecord, ErrHeaderTooLarge, ErrHeaderName, io.EOF} {
+		if errors.Is(err, ErrProtocol) {
+			t.Errorf("%v is ErrProtocol", err)
+		}
 	}
 }
