@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -102,27 +101,10 @@ func (c *Checker) fcgiExchange(conn net.Conn, res *ProbeResult) error {
 // body, valid until the next get. PHP-FPM's ping and status paths name no
 // file: SCRIPT_NAME and SCRIPT_FILENAME are the path itself.
 func (p *fcgiProbe) get(conn net.Conn, path, query string) (int, []byte, error) {
-	uri := path
-	if query != "" {
-		uri += "?" + query
-	}
-	script := fastcgi.Script{Filename: []byte(path), Name: []byte(path), URI: []byte(path)}
-	req := fastcgi.Request{Method: []byte("GET"), RequestURI: []byte(uri), Host: []byte("localhost"),
-		Remote: netip.AddrPortFrom(netip.IPv6Loopback(), 0), ServerSoftware: "upmedic-health"}
-	pairs, err := p.params.Build(&req, &script)
-	if err != nil {
-		return 0, nil, err
-	}
 	p.bw.Reset(conn)
 	defer p.bw.Reset(nil)
 	p.w.Reset(p.bw, fcgiRequestID)
-	if err := p.w.BeginRequest(false); err != nil {
-		return 0, nil, err
-	}
-	if err := p.w.Params(pairs); err != nil {
-		return 0, nil, err
-	}
-	if err := p.w.EndStdin(); err != nil {
+	if err := fastcgi.WriteNamelessGet(&p.w, &p.params, path, query, "upmedic-health"); err != nil {
 		return 0, nil, &diag.PhaseError{Phase: diag.PhaseRequest, Err: err}
 	}
 	p.r.Reset(p.br, fcgiRequestID)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/upmedic/upmedic/diag"
@@ -241,27 +240,10 @@ func (p *prober) fcgiStatus(ctx context.Context) {
 func (p *prober) fcgiGet(ctx context.Context, conn net.Conn, path, query string) (fcgiAnswer, error) {
 	stop := p.deadline(ctx, conn)
 	defer stop()
-	uri := path
-	if query != "" {
-		uri += "?" + query
-	}
-	var params fastcgi.Params
-	pairs, err := params.Build(&fastcgi.Request{Method: []byte("GET"), RequestURI: []byte(uri), Host: []byte("localhost"),
-		Remote: netip.AddrPortFrom(netip.IPv6Loopback(), 0), ServerSoftware: "upmedic-probe"},
-		&fastcgi.Script{Filename: []byte(path), Name: []byte(path), URI: []byte(path)})
-	if err != nil {
-		return fcgiAnswer{}, err
-	}
-	bw := bufio.NewWriter(conn)
 	var w fastcgi.Writer
-	w.Reset(bw, 1)
-	if err := w.BeginRequest(false); err != nil {
-		return fcgiAnswer{}, err
-	}
-	if err := w.Params(pairs); err != nil {
-		return fcgiAnswer{}, err
-	}
-	if err := w.EndStdin(); err != nil {
+	var params fastcgi.Params
+	w.Reset(bufio.NewWriter(conn), 1)
+	if err := fastcgi.WriteNamelessGet(&w, &params, path, query, "upmedic-probe"); err != nil {
 		return fcgiAnswer{}, &diag.PhaseError{Phase: diag.PhaseRequest, Err: err}
 	}
 	br := bufio.NewReader(conn)

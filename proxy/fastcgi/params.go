@@ -326,3 +326,30 @@ func ClientAddr(peer net.Addr, realIP []byte, trusted []netip.Prefix) (addr neti
 	}
 	return netip.AddrPort{}, false
 }
+
+// WriteNamelessGet writes with w, which must be Reset, a whole GET for
+// path?query that names no file: PHP-FPM's ping.path and pm.status_path,
+// which it answers without a script. SCRIPT_NAME, SCRIPT_FILENAME and
+// DOCUMENT_URI are path, CONTENT_LENGTH is 0, the client is loopback and
+// SERVER_SOFTWARE is software. It asks for no FCGI_KEEP_CONN, so PHP-FPM
+// closes the connection after its answer. params builds the pairs; it
+// flushes.
+func WriteNamelessGet(w *Writer, params *Params, path, query, software string) error {
+	uri := path
+	if query != "" {
+		uri += "?" + query
+	}
+	pairs, err := params.Build(&Request{Method: []byte("GET"), RequestURI: []byte(uri), Host: []byte("localhost"),
+		Remote: netip.AddrPortFrom(netip.IPv6Loopback(), 0), ServerSoftware: software},
+		&Script{Filename: []byte(path), Name: []byte(path), URI: []byte(path)})
+	if err != nil {
+		return err
+	}
+	if err := w.BeginRequest(false); err != nil {
+		return err
+	}
+	if err := w.Params(pairs); err != nil {
+		return err
+	}
+	return w.EndStdin()
+}
