@@ -57,6 +57,8 @@ func TestResponseHeaderParse(t *testing.T) {
 		{"NUL in value", "X-A: a\x00b\r\n\r\n", 0, "", "", 0, "", "", ErrHeaderValue},
 		{"bare CR in value", "X-A: a\rb\r\n\r\n", 0, "", "", 0, "", "", ErrHeaderValue},
 		{"CR CR LF", "X-A: a\r\r\n\r\n", 0, "", "", 0, "", "", ErrHeaderValue},
+		{"DEL in value", "0: \x7f\r\n\r\n", 0, "", "", 0, "", "", ErrHeaderValue},
+		{"escape in value", "X-A: a\x1b[2Jb\r\n\r\n", 0, "", "", 0, "", "", ErrHeaderValue},
 		{"status 600", "Status: 600 Nope\r\n\r\n", 0, "", "", 0, "", "", ErrStatus},
 		{"status 199 interim", "Status: 199\r\n\r\n", 0, "", "", 0, "", "", ErrStatus},
 		{"status 100", "Status: 100 Continue\r\n\r\n", 0, "", "", 0, "", "", ErrStatus},
